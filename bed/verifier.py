@@ -1,0 +1,135 @@
+"""The bed's stand-in for RDS IAM database authentication.
+
+PostgreSQL, MariaDB and PgBouncer hand each login to PAM, and PAM runs this module
+through pam_python inside the server process, with the system Python: so it uses the
+standard library only. (pam_exec would do, but cuts the password at 511 bytes, and
+tokens carrying a session token are 1-2 KB.)
+
+A token is what `generate_db_auth_token` makes: a SigV4 presigned URL without its scheme,
+`host:port/?Action=connect&DBUser=...&X-Amz-...`. It is accepted, as RDS does, only if
+it is for `rds-db` and `Action=connect`, names the login user, names an endpoint of
+this server (`host:port` as the client was configured), has not expired, and is signed
+by a known access key. The log records the reason for each refusal, never the token.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import hmac
+import json
+import os
+import time
+import urllib.parse
+
+MAX_CLOCK_SKEW = 300
+# botocore presigns an https URL with an empty body, so the payload hash is sha256("").
+EMPTY_PAYLOAD = hashlib.sha256(b"").hexdigest()
+QUOTE_SAFE = "-_.~"
+
+
+def verify(token: str, user: str, conf: dict, group: str, now: float) -> str | None:
+    """Return None if `token` is valid for `user` on an endpoint of `group`, else why not."""
+    endpoint, sep, query = token.partition("/?")
+    endpoint = endpoint.lower()  # as botocore signs it
+    if not sep or not endpoint or not query:
+        return "malformed"
+    try:
+        pairs = urllib.parse.parse_qsl(
+            query, keep_blank_values=True, strict_parsing=True, errors="strict"
+        )
+    except (ValueError, UnicodeError):
+        return "malformed"
+    params = dict(pairs)
+    if len(params) != len(pairs):
+        return "malformed"
+    if params.get("Action") != "connect":
+        return "action"
+    if params.get("DBUser") != user:
+        return "user"
+    if endpoint not in conf["groups"].get(group, ()):
+        return "endpoint"
+    if params.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256":
+        return "algorithm"
+    if params.get("X-Amz-SignedHeaders") != "host":
+        return "malformed"
+    scope = params.get("X-Amz-Credential", "").split("/")
+    stamp = params.get("X-Amz-Date", "")
+    if len(scope) != 5 or scope[1] != stamp[:8]:
+        return "credential"
+    key_id, day, region, service, terminator = scope
+    if service != "rds-db" or terminator != "aws4_request":
+        return "service"
+    secret = conf["access_keys"].get(key_id)
+    if secret is None:
+        return "unknown_key"
+    try:
+        signed_at = calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%SZ"))
+        expires = int(params.get("X-Amz-Expires", ""))
+    except ValueError:
+        return "malformed"
+    if not 0 < expires <= conf.get("max_expires", 900):
+        return "expires_too_long"
+    if now >= signed_at + expires:
+        return "expired"
+    if signed_at > now + MAX_CLOCK_SKEW:
+        return "not_yet_valid"
+    expected = signature(secret, endpoint, pairs, stamp, day, region)
+    if not hmac.compare_digest(expected, params.get("X-Amz-Signature", "")):
+        return "signature"
+    return None
+
+
+def signature(
+    secret: str, endpoint: str, pairs: list[tuple[str, str]], stamp: str, day: str, region: str
+) -> str:
+    """The SigV4 signature of a presigned GET to `endpoint` with these query parameters."""
+    query = "&".join(
+        f"{urllib.parse.quote(k, safe=QUOTE_SAFE)}={urllib.parse.quote(v, safe=QUOTE_SAFE)}"
+        for k, v in sorted(pairs)
+        if k != "X-Amz-Signature"
+    )
+    canonical = "\n".join(["GET", "/", query, f"host:{endpoint}", "", "host", EMPTY_PAYLOAD])
+    scope = f"{day}/{region}/rds-db/aws4_request"
+    to_sign = "\n".join(
+        ["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+    )
+    key = f"AWS4{secret}".encode()
+    for part in (day, region, "rds-db", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def pam_sm_authenticate(pamh, flags, argv):
+    conf_path, group = argv[1], argv[2]
+    user, reason = "?", "error"
+    try:
+        user = pamh.get_user(None)
+        token = pamh.authtok
+        if token is None:
+            message = pamh.Message(pamh.PAM_PROMPT_ECHO_OFF, "Password: ")
+            token = pamh.conversation(message).resp
+        with open(conf_path) as f:
+            conf = json.load(f)
+        reason = verify(token or "", user, conf, group, time.time()) or "ok"
+    except Exception as exc:
+        reason = f"error:{type(exc).__name__}"
+    _log(conf_path, group, user, reason)
+    return pamh.PAM_SUCCESS if reason == "ok" else pamh.PAM_AUTH_ERR
+
+
+def pam_sm_setcred(pamh, flags, argv):
+    return pamh.PAM_SUCCESS
+
+
+def pam_sm_acct_mgmt(pamh, flags, argv):
+    return pamh.PAM_SUCCESS
+
+
+def _log(conf_path: str, group: str, user: str, reason: str) -> None:
+    line = f"{time.strftime('%H:%M:%S')} {group} {user} {reason}\n"
+    try:
+        with open(os.path.join(os.path.dirname(conf_path), "verifier.log"), "a") as f:
+            f.write(line)
+    except OSError:
+        pass

@@ -1,0 +1,1 @@
+"""The securedb command: check, token, shell, audit, ca."""

@@ -1,0 +1,1 @@
+"""Config: parse a URL, keyword options and SECUREDB_* variables; validate; infer region."""

@@ -1,0 +1,1 @@
+"""Helpers for Lambda handlers behind RDS Proxy."""

@@ -1,0 +1,1 @@
+"""FastAPI lifespan and dependency."""

@@ -1,0 +1,1 @@
+"""Credentials: a refresh-ahead cache over IAM token, Secrets Manager and static sources."""

@@ -1,0 +1,1 @@
+"""IAM auth tokens signed locally (SigV4 presign for rds-db)."""

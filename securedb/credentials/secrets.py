@@ -1,0 +1,1 @@
+"""Database credentials from AWS Secrets Manager, RDS-managed secrets included."""

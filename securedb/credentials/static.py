@@ -1,0 +1,1 @@
+"""A static password, for local development."""

@@ -1,0 +1,1 @@
+"""One adapter per driver, all of the same shape."""

@@ -1,0 +1,1 @@
+"""The psycopg 3 adapter."""

@@ -1,0 +1,1 @@
+"""The securedb exception hierarchy."""

@@ -1,0 +1,1 @@
+"""Failover-class error classification and run_transaction."""

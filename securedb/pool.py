@@ -1,0 +1,1 @@
+"""pool(): a psycopg_pool ConnectionPool that resolves credentials per connection."""

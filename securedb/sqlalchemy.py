@@ -1,0 +1,1 @@
+"""engine() and async_engine(): SQLAlchemy engines whose connections securedb makes."""

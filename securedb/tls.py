@@ -1,0 +1,1 @@
+"""Trust store, SSLContext and libpq TLS parameters, and the bundled RDS CA."""

@@ -1,0 +1,77 @@
+"""Session-wide fixtures: the local RDS-like bed, started once.
+
+Outside CI a machine that cannot run the bed skips the tests that need it; under
+`CI=true` a missing server is a failure, and so is any skipped test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from bed.bed import Bed, can_start
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+@pytest.fixture(scope="session")
+def bed(request: pytest.FixtureRequest) -> Iterator[Bed]:
+    reason = can_start()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"CI=true and the bed cannot start: {reason}")
+        pytest.skip(reason)
+    started = Bed().start()
+    request.config.stash[BED_START] = started.start_seconds
+    yield started
+    pids = [p.proc.pid for p in _parts(started) if p.proc is not None]
+    started.stop()
+    leftovers = [pid for pid in pids if _alive(pid)]
+    assert not leftovers, f"bed processes left running: {leftovers}"
+    assert not any(path.exists() for path in started.pam_files), "PAM files left in /etc/pam.d"
+    assert not started.root.exists(), f"bed directory left: {started.root}"
+
+
+@pytest.fixture
+def aws_env(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """boto3 pointed at the bed's moto server, which starts empty for each test."""
+    bed.moto.reset()
+    env = bed.aws_env()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    return env
+
+
+BED_START = pytest.StashKey[float]()
+
+
+def _parts(bed: Bed) -> list:  # type: ignore[type-arg]
+    return [bed.primary, bed.replica, bed.mariadb, bed.proxy_password, bed.proxy_iam, bed.moto]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    if IN_CI and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true: {report.longrepr}"
+    return report
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    if BED_START in config.stash:
+        terminalreporter.write_line(f"bed started in {config.stash[BED_START]:.2f} s")
