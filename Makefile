@@ -7,7 +7,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(VENV_PY) -m bed
+	$(VENV_PY) -m examples.demo
 
 test: setup
 	$(VENV_PY) -m pytest

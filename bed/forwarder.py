@@ -83,8 +83,10 @@ class Forwarder:
         finally:
             with self._lock:
                 self._pairs.discard(pair)
-            _reset(client)
-            _reset(server)
+            # A graceful close, so the client reads what the server said last (say, an
+            # authentication error); after drop() the sockets linger 0 and reset instead.
+            _close(client)
+            _close(server)
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
         peer = {client: server, server: client}
@@ -121,12 +123,15 @@ class Forwarder:
         for client, server in pairs:
             for sock in (client, server):
                 with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+                    sock.shutdown(socket.SHUT_RD)  # wakes the pump, which closes: a reset
 
     def refuse(self) -> None:
         """Close the port: new connection attempts are refused."""
         if self._listener is not None:
-            _close(self._listener)
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept loop
+            self._listener.close()
             self._listener = None
 
     def accept(self) -> None:
@@ -158,7 +163,7 @@ class Forwarder:
 
 def _close(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
+        sock.shutdown(socket.SHUT_WR)
     sock.close()
 
 

@@ -1,4 +1,42 @@
-"""securedb: reach Amazon RDS and Aurora the secure way by default."""
+"""securedb: reach Amazon RDS and Aurora the secure way by default.
+
+``import securedb`` is light: the drivers, SQLAlchemy and botocore load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0.dev0"
-__all__ = ["__version__"]
+__all__ = ["Config", "__version__", "connect", "engine", "errors", "pool"]
+
+if TYPE_CHECKING:
+    from securedb import errors
+    from securedb.config import Config
+    from securedb.connector import connect
+    from securedb.pool import pool
+    from securedb.sqlalchemy import engine
+
+_LAZY = {
+    "Config": ("securedb.config", "Config"),
+    "connect": ("securedb.connector", "connect"),
+    "engine": ("securedb.sqlalchemy", "engine"),
+    "pool": ("securedb.pool", "pool"),
+    "errors": ("securedb.errors", None),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'securedb' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,1 +1,62 @@
-"""pool(): a psycopg_pool ConnectionPool that resolves credentials per connection."""
+"""pool(): a psycopg_pool ConnectionPool whose every new connection securedb opens.
+
+psycopg_pool calls ``connection_class.connect()`` for each physical connection; the
+class given here sends that call to the `Connector`, so credentials are resolved (and
+refreshed, and retried once if refused) per connection.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from securedb.config import Config, split_options
+from securedb.connector import Connector
+from securedb.errors import ConfigError
+
+if TYPE_CHECKING:
+    import psycopg_pool
+
+__all__ = ["pool"]
+
+POOL_DEFAULTS: dict[str, Any] = {
+    "min_size": 1,
+    "max_size": 10,
+    "max_lifetime": 1500.0,
+    "open": True,
+}
+
+
+def pool(url: str | Config | None = None, **options: Any) -> psycopg_pool.ConnectionPool[Any]:
+    """A psycopg_pool `ConnectionPool` for a PostgreSQL `url`, credentials per connection.
+
+    Options are securedb's (see `Config`) and ``ConnectionPool``'s (``min_size``,
+    ``max_size``, ``timeout``, ``max_lifetime`` ...). Defaults: 1 to 10 connections,
+    each checked before it is handed out, replaced after 25 minutes.
+
+    Raises:
+        ConfigError: an option is invalid, or the URL is not PostgreSQL.
+    """
+    import psycopg
+    import psycopg_pool
+
+    cfg, pool_options = split_options(url, options)
+    connector = Connector(cfg)
+    if connector.config.engine != "postgresql":
+        raise ConfigError("pool() is for PostgreSQL (psycopg_pool); use engine() for MySQL")
+
+    class Connection(psycopg.Connection[Any]):
+        @classmethod
+        def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+            return connector.connect(**kwargs)
+
+    defaults = {
+        **POOL_DEFAULTS,
+        "check": psycopg_pool.ConnectionPool.check_connection,
+        "name": f"securedb {cfg.endpoint}",
+    }
+    try:
+        return psycopg_pool.ConnectionPool(
+            connection_class=Connection, **{**defaults, **pool_options}
+        )
+    except TypeError as exc:
+        raise ConfigError(f"{exc}; see psycopg_pool.ConnectionPool for pool options") from None

@@ -1,1 +1,55 @@
-"""engine() and async_engine(): SQLAlchemy engines whose connections securedb makes."""
+"""engine(): a plain SQLAlchemy Engine whose connections securedb opens.
+
+The Engine and its pool are SQLAlchemy's own; securedb only supplies ``creator``, so a
+checked-out connection is the driver's own and nothing wraps each query.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from securedb.config import OPTIONS, Config, split_options
+from securedb.connector import Connector
+from securedb.errors import ConfigError
+
+if TYPE_CHECKING:
+    import sqlalchemy
+
+__all__ = ["engine"]
+
+DIALECTS = {"postgresql": "postgresql+psycopg://", "mysql": "mysql+pymysql://"}
+# Pre-ping finds a connection the server or a proxy closed; recycle stays below the
+# idle timeouts of RDS Proxy (30 min by default) and NAT gateways (350 s is their TCP
+# idle limit, but pre-ping covers that).
+ENGINE_DEFAULTS: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1500}
+
+
+def engine(url: str | Config | None = None, **options: Any) -> sqlalchemy.engine.Engine:
+    """A pooled SQLAlchemy Engine for `url` with verify-full TLS and managed credentials.
+
+    Options are securedb's (see `Config`) and SQLAlchemy's ``create_engine`` keywords
+    (``pool_size``, ``max_overflow``, ``pool_recycle`` ...). Defaults: pre-ping on,
+    recycle after 25 minutes.
+
+    Raises:
+        ConfigError: an option is invalid or unknown to both securedb and SQLAlchemy.
+        CredentialsError: a secret that must supply the endpoint could not be read.
+    """
+    import sqlalchemy
+
+    cfg, engine_options = split_options(url, options)
+    connector = Connector(cfg)
+    cfg = connector.config
+    extra: dict[str, Any] = {}
+    if cfg.engine == "mysql":
+        from pymysql.constants import CLIENT
+
+        extra["client_flag"] = CLIENT.FOUND_ROWS  # what the MySQL dialect asks of its driver
+    try:
+        return sqlalchemy.create_engine(
+            DIALECTS[cfg.engine or ""],
+            creator=lambda: connector.connect(**extra),
+            **{**ENGINE_DEFAULTS, **engine_options},
+        )
+    except (TypeError, sqlalchemy.exc.ArgumentError) as exc:
+        raise ConfigError(f"{exc}; securedb options are {', '.join(sorted(OPTIONS))}") from None

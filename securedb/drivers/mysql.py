@@ -1,1 +1,94 @@
-"""The PyMySQL adapter."""
+"""The PyMySQL adapter.
+
+PyMySQL verifies the certificate against the host it was given, so for a tunnel the
+connection is built for the real endpoint name and handed a socket opened to the
+tunnel. It would answer a cleartext-password request on any transport; securedb's
+connection class refuses unless TLS is on.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import socket
+import ssl
+from typing import Any
+
+from securedb import tls
+from securedb.config import Config
+from securedb.credentials.base import Credential
+from securedb.drivers import Failure
+
+__all__ = ["classify", "connect", "connect_kwargs"]
+
+ACCESS_DENIED = 1045
+CR_CONN_HOST_ERROR = 2003  # also how PyMySQL reports a certificate failure
+CR_SSL_CONNECTION_ERROR = 2026
+FAILOVER_ERRNOS = {2002, 2003, 2006, 2013, 2055}
+READ_ONLY_ERRNOS = {1290, 1836}
+CLEARTEXT_PLUGINS = (b"mysql_clear_password", b"dialog")
+
+
+def connect_kwargs(cfg: Config, cred: Credential) -> dict[str, Any]:
+    """PyMySQL arguments: a verifying SSLContext for the real endpoint, the credential."""
+    return {
+        "host": cfg.host,
+        "port": cfg.port,
+        "database": cfg.dbname,
+        "user": cred.user,
+        "password": cred.password,
+        "ssl": tls.ssl_context(cfg),
+        "connect_timeout": max(1, math.ceil(cfg.connect_timeout)),
+        **cfg.connect_args,
+    }
+
+
+def connect(cfg: Config, cred: Credential, **extra: Any) -> Any:
+    conn = _connection_class()(**{**connect_kwargs(cfg, cred), **extra}, defer_connect=True)
+    if cfg.tunnel is None:
+        conn.connect()
+    else:
+        sock = socket.create_connection(tls.socket_address(cfg.tunnel), cfg.connect_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.connect(sock)
+    return conn
+
+
+@functools.cache
+def _connection_class() -> type:
+    import pymysql
+
+    class Connection(pymysql.connections.Connection):
+        """PyMySQL's connection, refusing to send a cleartext password without TLS."""
+
+        def _process_auth(self, plugin_name: bytes, auth_packet: Any, handler: Any = None) -> Any:
+            if plugin_name in CLEARTEXT_PLUGINS and not getattr(self, "_secure", False):
+                raise pymysql.err.OperationalError(
+                    CR_SSL_CONNECTION_ERROR,
+                    "the server asked for a cleartext password without TLS; refused",
+                )
+            return super()._process_auth(plugin_name, auth_packet, handler)  # type: ignore[misc]
+
+    Connection.__module__ = "pymysql.connections"
+    return Connection
+
+
+def classify(exc: BaseException) -> Failure | None:
+    import pymysql
+
+    if isinstance(exc, pymysql.err.InterfaceError) and exc.args[:1] in ((0,), ()):
+        return Failure.FAILOVER
+    if not isinstance(exc, pymysql.err.MySQLError) or not exc.args:
+        return None
+    errno = exc.args[0]
+    if errno == ACCESS_DENIED:
+        return Failure.AUTH
+    if errno == CR_SSL_CONNECTION_ERROR or isinstance(
+        getattr(exc, "original_exception", None), ssl.SSLError
+    ):
+        return Failure.TLS
+    if errno in READ_ONLY_ERRNOS:
+        return Failure.READ_ONLY
+    if errno in FAILOVER_ERRNOS:
+        return Failure.FAILOVER
+    return None

@@ -1,0 +1,109 @@
+"""The botocore boundary: one session, quiet logging, and errors translated in one place.
+
+botocore logs what securedb must never log: at DEBUG, signing writes the canonical
+request and signature, and responses are logged whole (a secret's ``SecretString``
+included). A filter on those loggers drops their records while securedb signs or
+fetches, in that thread only. (A filter on the parent ``botocore`` logger would not
+see its children's records.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from securedb.errors import CredentialsError
+
+if TYPE_CHECKING:
+    import botocore.session
+
+__all__ = ["quiet", "region_or_default", "session", "translate"]
+
+SECRET_BEARING_LOGGERS = (
+    "botocore.auth",
+    "botocore.endpoint",
+    "botocore.parsers",
+    "botocore.hooks",
+    "botocore.regions",
+    "botocore.retryhandler",
+    "botocore.httpsession",
+    "urllib3.connectionpool",
+)
+_quiet = threading.local()
+_session: botocore.session.Session | None = None
+_session_lock = threading.Lock()
+
+
+class _QuietFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_quiet, "on", False)
+
+
+_FILTER = _QuietFilter()
+for _name in SECRET_BEARING_LOGGERS:
+    logging.getLogger(_name).addFilter(_FILTER)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Drop botocore's log records in this thread while signing or fetching."""
+    previous = getattr(_quiet, "on", False)
+    _quiet.on = True
+    try:
+        yield
+    finally:
+        _quiet.on = previous
+
+
+def session() -> botocore.session.Session:
+    """One botocore session per process: the whole credential chain, no service model."""
+    global _session
+    if _session is None:
+        import botocore.session
+
+        with _session_lock:
+            if _session is None:
+                _session = botocore.session.get_session()
+    return _session
+
+
+def region_or_default(region: str | None, what: str) -> str:
+    """`region`, else the AWS config's region, else a CredentialsError saying what to set."""
+    found = region or session().get_config_variable("region")
+    if not found:
+        raise CredentialsError(
+            f"no AWS region for {what}: pass region=, set AWS_REGION, "
+            "or use an endpoint name like *.us-east-1.rds.amazonaws.com"
+        )
+    return str(found)
+
+
+def translate(exc: Exception, what: str) -> CredentialsError:
+    """Map a botocore failure to a CredentialsError that says what to do."""
+    import botocore.exceptions as bx
+
+    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
+        return CredentialsError(
+            f"{what}: no AWS credentials found; set AWS_PROFILE or the "
+            "AWS_ACCESS_KEY_ID pair, or attach an IAM role"
+        )
+    if isinstance(exc, bx.ClientError):
+        code = exc.response.get("Error", {}).get("Code", "unknown")
+        hint = {
+            "ResourceNotFoundException": "check the secret's name or ARN and the region",
+            "AccessDeniedException": "grant secretsmanager:GetSecretValue (and kms:Decrypt)",
+            "DecryptionFailure": "grant kms:Decrypt on the secret's KMS key",
+            "ExpiredTokenException": "refresh the AWS session credentials",
+            "UnrecognizedClientException": "check the AWS credentials",
+            "InvalidSignatureException": "check the AWS secret access key and the clock",
+        }.get(code, "see the AWS error code")
+        return CredentialsError(f"{what}: AWS said {code}; {hint}")
+    if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError | bx.ReadTimeoutError):
+        return CredentialsError(
+            f"{what}: cannot reach the AWS endpoint; check the network "
+            "route or VPC endpoint, and AWS_ENDPOINT_URL if set"
+        )
+    return CredentialsError(f"{what}: {type(exc).__name__}")

@@ -1,0 +1,173 @@
+"""A refresh-ahead cache for database credentials, shared by IAM tokens and secrets.
+
+- A cached value is returned without a lock: one clock read and a comparison.
+- Past its refresh time a value is still served while one refresh runs: on a daemon
+  thread (``"background"``) or in the caller that noticed (``"lazy"``, no threads).
+- Concurrent callers that find no usable value share one in-flight fetch.
+- While refreshes fail, a value that has not expired keeps being served and the
+  refresh is retried with exponential backoff.
+- `invalidate` (the database refused a credential) forces one refetch, rate-limited so
+  a wrong password cannot hammer Secrets Manager.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from securedb.credentials.base import Credential, Source
+
+__all__ = ["RefreshAheadCache"]
+
+logger = logging.getLogger("securedb.credentials")
+
+BACKOFF_INITIAL = 0.5
+BACKOFF_MAX = 30.0
+MIN_FORCED_INTERVAL = 1.0
+
+
+class RefreshAheadCache:
+    def __init__(
+        self,
+        source: Source,
+        refresh: str = "background",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source = source
+        self.background = refresh == "background"
+        self._clock = clock
+        self._value: Credential | None = None
+        self._lock = threading.Lock()
+        self._flight: Future[Credential] | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._forced_at = -MIN_FORCED_INTERVAL
+        self._rejected: Credential | None = None
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        if self.background:
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def get(self) -> Credential:
+        """The current credential, fetching it first if there is none usable."""
+        value = self._value
+        if value is not None and self._clock() < value.refresh_at:
+            return value
+        return self._get_slow(value)
+
+    def _get_slow(self, value: Credential | None) -> Credential:
+        now = self._clock()
+        if value is None or now >= value.expires_at:
+            fresh = self._refresh(wait=True)
+            assert fresh is not None  # a waiting caller always gets a value or an exception
+            return fresh
+        if self.background:
+            self._ensure_thread()
+            self._wake.set()
+        elif now >= self._retry_at:
+            try:
+                return self._refresh(wait=False) or value
+            except Exception:  # noqa: S110  (the stale value is still valid; _failed logged it)
+                pass
+        return value
+
+    def _refresh(self, wait: bool) -> Credential | None:
+        """Fetch a new value; concurrent callers share one fetch (single flight).
+
+        A caller that finds a fetch in flight waits for it if `wait`, else gets None
+        (it has a valid value to serve meanwhile).
+        """
+        with self._lock:
+            value = self._value
+            if value is not None and self._clock() < value.refresh_at:
+                return value  # someone refreshed while we came here
+            flight = self._flight
+            if flight is not None:
+                leader = False
+            else:
+                leader, flight = True, Future()
+                self._flight = flight
+        if not leader:
+            return flight.result() if wait else None
+        try:
+            value = self.source.fetch(self._rejected)
+        except BaseException as exc:
+            self._failed(exc)
+            self._flight = None
+            flight.set_exception(exc)
+            raise
+        self._value, self._rejected, self._failures, self._retry_at = value, None, 0, 0.0
+        self._flight = None
+        flight.set_result(value)
+        if self.background:
+            self._ensure_thread()
+        return value
+
+    def _failed(self, exc: BaseException) -> None:
+        self._failures += 1
+        wait = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (self._failures - 1))
+        self._retry_at = self._clock() + random.uniform(wait / 2, wait)  # noqa: S311
+        logger.warning(
+            "refreshing %s failed (%s), attempt %d; retrying in %.1f s",
+            self.source.name,
+            type(exc).__name__,
+            self._failures,
+            wait,
+        )
+
+    def invalidate(self, rejected: Credential) -> None:
+        """The database refused `rejected`: make the next `get` fetch anew.
+
+        Does nothing if a newer value already replaced it, or if the last forced
+        refresh was under a second ago.
+        """
+        with self._lock:
+            now = self._clock()
+            if self._value is not rejected or now - self._forced_at < MIN_FORCED_INTERVAL:
+                return
+            self._forced_at, self._rejected, self._value = now, rejected, None
+        logger.info("%s was refused by the database; fetching it again", self.source.name)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None and not self._closed:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, daemon=True, name=f"securedb-refresh {self.source.name}"
+                    )
+                    self._thread.start()
+
+    def _run(self) -> None:
+        """Background refresher: sleep until the refresh time, refresh, repeat."""
+        while not self._closed:
+            value, now = self._value, self._clock()
+            due = max(value.refresh_at if value else now, self._retry_at)
+            if now < due:
+                self._wake.wait(due - now)
+                self._wake.clear()
+                continue
+            try:
+                self._refresh(wait=True)
+            except Exception:  # noqa: S112  (logged in _failed; retried after backoff)
+                continue
+
+    def _after_fork(self) -> None:
+        """In a forked child the refresher thread is gone: start a new one on first use."""
+        self._lock, self._thread, self._flight = threading.Lock(), None, None
+        self._wake = threading.Event()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(1)
+
+    def __repr__(self) -> str:
+        return f"<RefreshAheadCache {self.source.name} background={self.background}>"

@@ -1,0 +1,189 @@
+"""The refresh-ahead cache, with a hand-driven clock and a counting source (pure logic)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from securedb.credentials.base import Credential
+from securedb.credentials.cache import RefreshAheadCache
+from securedb.errors import CredentialsError
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Source:
+    """Counts fetches; each value lives `life` seconds and is refreshed after `ahead`."""
+
+    def __init__(self, clock: Clock, life: float = 90, ahead: float = 60) -> None:
+        self.name, self.clock, self.life, self.ahead = "test source", clock, life, ahead
+        self.fetches, self.fail, self.delay = 0, False, 0.0
+        self.rejected: list[Credential | None] = []
+        self.lock = threading.Lock()
+
+    def fetch(self, rejected: Credential | None = None) -> Credential:
+        with self.lock:
+            self.fetches += 1
+            number = self.fetches
+        self.rejected.append(rejected)
+        time.sleep(self.delay)
+        if self.fail:
+            raise CredentialsError("source down")
+        now = self.clock()
+        return Credential("u", f"p{number}", now + self.ahead, now + self.life, str(number))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def test_cached_value_served_without_fetching(clock: Clock) -> None:
+    source = Source(clock)
+    cache = RefreshAheadCache(source, "lazy", clock)
+    first = cache.get()
+    clock.now += 59
+    assert cache.get() is first
+    assert source.fetches == 1
+
+
+def test_lazy_refreshes_ahead_of_expiry(clock: Clock) -> None:
+    source = Source(clock)
+    cache = RefreshAheadCache(source, "lazy", clock)
+    cache.get()
+    clock.now += 61
+    assert cache.get().password == "p2"
+    assert source.fetches == 2
+
+
+def test_stale_but_valid_served_while_refresh_fails_with_backoff(clock: Clock) -> None:
+    source = Source(clock)
+    cache = RefreshAheadCache(source, "lazy", clock)
+    first = cache.get()
+    source.fail = True
+    clock.now += 61
+    assert cache.get() is first  # refresh failed: the valid value is still served
+    assert source.fetches == 2
+    assert cache.get() is first  # within the backoff: no new attempt
+    assert source.fetches == 2
+    clock.now += 1
+    cache.get()
+    assert source.fetches == 3  # backoff over: tried again
+    source.fail = False
+    clock.now += 2
+    assert cache.get().password == "p4"
+
+
+def test_expired_value_is_never_served(clock: Clock) -> None:
+    source = Source(clock)
+    cache = RefreshAheadCache(source, "lazy", clock)
+    cache.get()
+    source.fail = True
+    clock.now += 91
+    with pytest.raises(CredentialsError):
+        cache.get()
+
+
+def test_single_flight_64_threads_at_expiry(clock: Clock) -> None:
+    source = Source(clock)
+    cache = RefreshAheadCache(source, "lazy", clock)
+    cache.get()
+    clock.now += 91  # expired: every caller must wait for a new value
+    source.delay = 0.2
+    barrier = threading.Barrier(64)
+    results: list[str] = []
+
+    def caller() -> None:
+        barrier.wait()
+        results.append(cache.get().password)
+
+    threads = [threading.Thread(target=caller) for _ in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert source.fetches == 2
+    assert results == ["p2"] * 64
+
+
+def test_refresh_ahead_does_not_block_other_callers(clock: Clock) -> None:
+    """In lazy mode one caller refreshes; the others keep the still-valid value."""
+    source = Source(clock)
+    cache = RefreshAheadCache(source, "lazy", clock)
+    first = cache.get()
+    clock.now += 61
+    source.delay = 0.3
+    refresher = threading.Thread(target=cache.get)
+    refresher.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    assert cache.get() is first
+    assert time.monotonic() - started < 0.2
+    refresher.join()
+    assert source.fetches == 2
+
+
+def test_invalidate_forces_one_refetch_rate_limited(clock: Clock) -> None:
+    source = Source(clock)
+    cache = RefreshAheadCache(source, "lazy", clock)
+    first = cache.get()
+    cache.invalidate(first)
+    second = cache.get()
+    assert second.password == "p2"
+    assert source.rejected[-1] is first
+    cache.invalidate(second)  # within a second of the last forced refresh
+    assert cache.get() is second
+    clock.now += 1.5
+    cache.invalidate(second)
+    assert cache.get().password == "p3"
+
+
+def test_invalidate_of_an_old_value_is_ignored(clock: Clock) -> None:
+    source = Source(clock)
+    cache = RefreshAheadCache(source, "lazy", clock)
+    first = cache.get()
+    clock.now += 61
+    cache.get()
+    cache.invalidate(first)
+    assert cache.get().password == "p2"
+    assert source.fetches == 2
+
+
+def test_background_refreshes_on_its_thread() -> None:
+    source = Source(Clock())
+    source.clock = time.monotonic  # type: ignore[assignment]
+    source.life, source.ahead = 30, 0.2
+    cache = RefreshAheadCache(source, "background")
+    try:
+        assert cache.get().password == "p1"
+        deadline = time.monotonic() + 5
+        while source.fetches < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert source.fetches >= 2
+        assert cache.get().password != "p1"
+    finally:
+        cache.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("securedb-refresh")]
+
+
+def test_lazy_starts_no_thread(clock: Clock) -> None:
+    before = threading.active_count()
+    cache = RefreshAheadCache(Source(clock), "lazy", clock)
+    cache.get()
+    clock.now += 61
+    cache.get()
+    assert threading.active_count() == before
+
+
+def test_credential_repr_hides_the_password() -> None:
+    cred = Credential("app", "hunter2-secret", version="v1")
+    assert "hunter2" not in repr(cred)
+    assert "hunter2" not in str(cred)

@@ -1,0 +1,412 @@
+"""Config parsing and validation: good inputs, and a table of bad ones (no server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from securedb import errors
+from securedb.config import Config, is_loopback, region_from_host
+
+RDS = "mydb.abc123.eu-west-2.rds.amazonaws.com"
+
+
+def test_iam_url() -> None:
+    cfg = Config.from_url(f"postgresql://app@{RDS}/app", auth="iam")
+    assert (cfg.engine, cfg.host, cfg.port, cfg.user, cfg.dbname) == (
+        "postgresql",
+        RDS,
+        5432,
+        "app",
+        "app",
+    )
+    assert cfg.iam_token_ttl == 900
+    assert cfg.connect_timeout == 5.0
+
+
+@pytest.mark.parametrize(
+    ("url", "engine", "port"),
+    [
+        ("postgres://u@h/db", "postgresql", 5432),
+        ("postgresql+psycopg://u@h:6432/db", "postgresql", 6432),
+        ("mysql://u@h/db", "mysql", 3306),
+        ("mysql+pymysql://u@h:3307/db", "mysql", 3307),
+        ("mariadb://u@h/db", "mysql", 3306),
+    ],
+)
+def test_schemes(url: str, engine: str, port: int) -> None:
+    cfg = Config.from_url(url, auth="iam")
+    assert (cfg.engine, cfg.port) == (engine, port)
+
+
+def test_auth_inferred() -> None:
+    assert Config.from_url("postgresql://u:pw@localhost/db").auth == "password"
+    assert Config.from_url("postgresql://u@h/db", secret_id="s").auth == "secret"
+    assert Config.from_url(secret_id="rds/app").auth == "secret"
+
+
+def test_password_is_masked_and_unquoted() -> None:
+    cfg = Config.from_url("postgresql://u:p%40ss%2Fword@localhost/db")
+    assert cfg.password == "p@ss/word"
+    assert "p@ss" not in repr(cfg)
+    assert "password=***" in repr(cfg)
+
+
+def test_url_query_options_and_driver_args() -> None:
+    cfg = Config.from_url(f"postgresql://u@{RDS}/db?auth=iam&region=eu-west-1&application_name=web")
+    assert cfg.region == "eu-west-1"
+    assert cfg.connect_args == {"application_name": "web"}
+
+
+def test_tunnel_forms() -> None:
+    assert Config.from_url(
+        f"postgresql://u@{RDS}/db", auth="iam", tunnel="localhost:5433"
+    ).tunnel == ("localhost", 5433)
+    assert Config.from_url(f"postgresql://u@{RDS}/db", auth="iam", tunnel="[::1]:5433").tunnel == (
+        "::1",
+        5433,
+    )
+
+
+def test_weakened_tls_allowed_for_loopback_only() -> None:
+    local = Config.from_url("postgresql://u:pw@127.0.0.1/db", connect_args={"sslmode": "disable"})
+    assert local.connect_args == {"sslmode": "disable"}
+    with pytest.raises(errors.ConfigError, match="weaken TLS"):
+        Config.from_url(f"postgresql://u@{RDS}/db", auth="iam", connect_args={"sslmode": "disable"})
+
+
+def test_from_env(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    cfg = Config.from_env(
+        {
+            "SECUREDB_URL": f"mysql://app@{RDS}/app",
+            "SECUREDB_AUTH": "iam",
+            "SECUREDB_REGION": "eu-west-2",
+            "SECUREDB_CA_BUNDLE": str(ca),
+            "SECUREDB_TUNNEL": "127.0.0.1:3307",
+            "SECUREDB_IAM_TOKEN_TTL": "600",
+            "SECUREDB_REFRESH": "lazy",
+            "SECUREDB_CONNECT_TIMEOUT": "2.5",
+        }
+    )
+    assert (cfg.engine, cfg.auth, cfg.region, cfg.ca_bundle) == (
+        "mysql",
+        "iam",
+        "eu-west-2",
+        str(ca),
+    )
+    assert (cfg.tunnel, cfg.iam_token_ttl, cfg.refresh, cfg.connect_timeout) == (
+        ("127.0.0.1", 3307),
+        600,
+        "lazy",
+        2.5,
+    )
+    assert Config.from_env({"SECUREDB_SECRET_ID": "rds/app"}).secret_id == "rds/app"
+
+
+def test_lazy_refresh_on_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Config.from_url("postgresql://u@h/db", auth="iam").refresh == "background"
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "handler")
+    assert Config.from_url("postgresql://u@h/db", auth="iam").refresh == "lazy"
+
+
+def test_secret_fields_fill_the_endpoint() -> None:
+    cfg = Config.from_url(secret_id="rds/app").with_secret_fields(
+        {"engine": "aurora-postgresql", "host": RDS, "port": "5433", "dbname": "app"}
+    )
+    assert (cfg.engine, cfg.host, cfg.port, cfg.dbname) == ("postgresql", RDS, 5433, "app")
+    explicit = Config.from_url("mysql://u@other.example.com/x", secret_id="s")
+    filled = explicit.with_secret_fields({"engine": "postgres", "host": RDS, "port": 1})
+    assert (filled.engine, filled.host, filled.port) == ("mysql", "other.example.com", 3306)
+
+
+@pytest.mark.parametrize(
+    ("host", "region"),
+    [
+        (RDS, "eu-west-2"),
+        ("mydb.cluster-ro-abc.us-gov-west-1.rds.amazonaws.com", "us-gov-west-1"),
+        ("db.abc.cn-north-1.rds.amazonaws.com.cn", "cn-north-1"),
+        ("myproxy.proxy-abc.ap-southeast-2.rds.amazonaws.com", "ap-southeast-2"),
+        ("db.example.com", None),
+        ("localhost", None),
+    ],
+)
+def test_region_from_host(host: str, region: str | None) -> None:
+    assert region_from_host(host) == region
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.3.2.1", True),
+        ("::1", True),
+        ("/var/run/postgresql", True),
+        ("10.0.0.1", False),
+        (RDS, False),
+        ("", False),
+    ],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_proxy_endpoint_detected() -> None:
+    proxy = "myproxy.proxy-abc123.us-east-1.rds.amazonaws.com"
+    assert Config.from_url(f"postgresql://u@{proxy}/db", auth="iam").is_proxy
+    assert not Config.from_url(f"postgresql://u@{RDS}/db", auth="iam").is_proxy
+
+
+def _env(**env: str) -> Any:
+    return lambda: Config.from_env(env)
+
+
+BAD: list[tuple[str, Any, str]] = [
+    ("no url, no secret", lambda: Config.from_url(auth="iam"), "no database URL"),
+    ("not a string", lambda: Config.from_url(42, auth="iam"), "must be a string"),
+    ("unknown scheme", lambda: Config.from_url("sqlite:///x.db", auth="iam"), "scheme"),
+    ("http scheme", lambda: Config.from_url("http://u@h/db", auth="iam"), "scheme"),
+    (
+        "psycopg2 driver",
+        lambda: Config.from_url("postgresql+psycopg2://u@h/db", auth="iam"),
+        "scheme",
+    ),
+    ("bad port", lambda: Config.from_url("postgresql://u@h:99999/db", auth="iam"), "port"),
+    ("port not a number", lambda: Config.from_url("postgresql://u@h:abc/db", auth="iam"), "port"),
+    ("no host", lambda: Config.from_url("postgresql:///db", auth="iam"), "no host"),
+    ("no auth at all", lambda: Config.from_url("postgresql://u@h/db"), "auth='iam'"),
+    (
+        "unknown auth",
+        lambda: Config.from_url("postgresql://u@h/db", auth="kerberos"),
+        "bad value for auth",
+    ),
+    ("iam without user", lambda: Config.from_url("postgresql://h/db", auth="iam"), "user"),
+    (
+        "iam with password",
+        lambda: Config.from_url("postgresql://u:pw@h/db", auth="iam"),
+        "has a password",
+    ),
+    (
+        "secret without id",
+        lambda: Config.from_url("postgresql://u@h/db", auth="secret"),
+        "secret_id",
+    ),
+    (
+        "password without password",
+        lambda: Config.from_url("postgresql://u@h/db", auth="password"),
+        "needs a password",
+    ),
+    (
+        "secret_id with iam",
+        lambda: Config.from_url("postgresql://u@h/db", auth="iam", secret_id="s"),
+        "drop one",
+    ),
+    (
+        "empty secret_id",
+        lambda: Config.from_url("postgresql://u@h/db", auth="secret", secret_id=""),
+        "secret_id",
+    ),
+    (
+        "blank region",
+        lambda: Config.from_url("postgresql://u@h/db", auth="iam", region=" "),
+        "region",
+    ),
+    (
+        "ttl too long",
+        lambda: Config.from_url("postgresql://u@h/db", auth="iam", iam_token_ttl=901),
+        "between 1 and 900",
+    ),
+    (
+        "ttl zero",
+        lambda: Config.from_url("postgresql://u@h/db", auth="iam", iam_token_ttl=0),
+        "iam_token_ttl",
+    ),
+    (
+        "ttl not a number",
+        lambda: Config.from_url("postgresql://u@h/db", auth="iam", iam_token_ttl="soon"),
+        "expected a number",
+    ),
+    (
+        "ttl a bool",
+        lambda: Config.from_url("postgresql://u@h/db", auth="iam", iam_token_ttl=True),
+        "expected a number",
+    ),
+    ("secret_ttl negative", lambda: Config.from_url(secret_id="s", secret_ttl=-1), "secret_ttl"),
+    (
+        "connect_timeout zero",
+        lambda: Config.from_url("postgresql://u@h/db", auth="iam", connect_timeout=0),
+        "connect_timeout",
+    ),
+    (
+        "refresh unknown",
+        lambda: Config.from_url("postgresql://u@h/db", auth="iam", refresh="eager"),
+        "'background', 'lazy'",
+    ),
+    (
+        "missing CA file",
+        lambda: Config.from_url("postgresql://u@h/db", auth="iam", ca_bundle="/nonexistent/ca.pem"),
+        "not a file",
+    ),
+    (
+        "CA file without a certificate",
+        lambda: Config.from_url("postgresql://u@h/db", auth="iam", ca_bundle=errors.__file__),
+        "no PEM certificate",
+    ),
+    (
+        "tunnel without port",
+        lambda: Config.from_url("postgresql://u@h/db", auth="iam", tunnel="localhost"),
+        "host:port",
+    ),
+    (
+        "tunnel bad port",
+        lambda: Config.from_url("postgresql://u@h/db", auth="iam", tunnel="localhost:0"),
+        "tunnel port",
+    ),
+    (
+        "tunnel a number",
+        lambda: Config.from_url("postgresql://u@h/db", auth="iam", tunnel=5433),
+        "tunnel",
+    ),
+    (
+        "unknown option",
+        lambda: Config.from_url("postgresql://u@h/db", auth="iam", iam_token_tll=60),
+        "unknown option",
+    ),
+    (
+        "sslmode require",
+        lambda: Config.from_url(
+            f"postgresql://u@{RDS}/db", auth="iam", connect_args={"sslmode": "require"}
+        ),
+        "weaken TLS",
+    ),
+    (
+        "sslmode in URL",
+        lambda: Config.from_url(f"postgresql://u@{RDS}/db?sslmode=prefer", auth="iam"),
+        "weaken TLS",
+    ),
+    (
+        "old TLS",
+        lambda: Config.from_url(
+            f"postgresql://u@{RDS}/db",
+            auth="iam",
+            connect_args={"ssl_min_protocol_version": "TLSv1"},
+        ),
+        "weaken TLS",
+    ),
+    (
+        "pymysql ssl_disabled",
+        lambda: Config.from_url(
+            f"mysql://u@{RDS}/db", auth="iam", connect_args={"ssl_disabled": True}
+        ),
+        "weaken TLS",
+    ),
+    (
+        "pymysql no verify",
+        lambda: Config.from_url(
+            f"mysql://u@{RDS}/db", auth="iam", connect_args={"ssl_verify_cert": False}
+        ),
+        "weaken TLS",
+    ),
+    (
+        "check_hostname off",
+        lambda: Config.from_url(
+            f"mysql://u@{RDS}/db", auth="iam", connect_args={"check_hostname": False}
+        ),
+        "weaken TLS",
+    ),
+    (
+        "own ssl dict",
+        lambda: Config.from_url(
+            f"mysql://u@{RDS}/db", auth="iam", connect_args={"ssl": {"ca": "x"}}
+        ),
+        "weaken TLS",
+    ),
+    (
+        "weakened through tunnel",
+        lambda: Config.from_url(
+            f"postgresql://u@{RDS}/db",
+            auth="iam",
+            tunnel="127.0.0.1:5433",
+            connect_args={"sslmode": "disable"},
+        ),
+        "weaken TLS",
+    ),
+    (
+        "password in connect_args",
+        lambda: Config.from_url("postgresql://u@h/db", auth="iam", connect_args={"password": "x"}),
+        "may not set 'password'",
+    ),
+    (
+        "sslrootcert in connect_args",
+        lambda: Config.from_url(
+            "postgresql://u@h/db", auth="iam", connect_args={"sslrootcert": "/x"}
+        ),
+        "ca_bundle=",
+    ),
+    (
+        "connect_args not a dict",
+        lambda: Config.from_url("postgresql://u@h/db", auth="iam", connect_args=["sslmode"]),
+        "dict",
+    ),
+    (
+        "env: bad ttl",
+        _env(SECUREDB_URL="postgresql://u@h/db", SECUREDB_AUTH="iam", SECUREDB_IAM_TOKEN_TTL="15m"),
+        "iam_token_ttl",
+    ),
+    (
+        "env: bad auth",
+        _env(SECUREDB_URL="postgresql://u@h/db", SECUREDB_AUTH="token"),
+        "bad value for auth",
+    ),
+    ("env: bad url", _env(SECUREDB_URL="oracle://u@h/db", SECUREDB_AUTH="iam"), "scheme"),
+    ("env: nothing", _env(), "say how to authenticate"),
+    (
+        "env: bad tunnel",
+        _env(SECUREDB_URL="postgresql://u@h/db", SECUREDB_AUTH="iam", SECUREDB_TUNNEL="nowhere"),
+        "tunnel",
+    ),
+    (
+        "env: missing CA",
+        _env(
+            SECUREDB_URL="postgresql://u@h/db",
+            SECUREDB_AUTH="iam",
+            SECUREDB_CA_BUNDLE="/nonexistent.pem",
+        ),
+        "ca_bundle",
+    ),
+    (
+        "secret: unsupported engine",
+        lambda: Config.from_url(secret_id="s").with_secret_fields(
+            {"engine": "oracle-ee", "host": RDS}
+        ),
+        "unsupported engine",
+    ),
+    (
+        "secret: no engine",
+        lambda: Config.from_url(secret_id="s").with_secret_fields({"host": RDS}),
+        "no engine",
+    ),
+    (
+        "secret: no host",
+        lambda: Config.from_url(secret_id="s").with_secret_fields({"engine": "postgres"}),
+        "no host",
+    ),
+    (
+        "secret: bad port",
+        lambda: Config.from_url(secret_id="s").with_secret_fields(
+            {"engine": "postgres", "host": RDS, "port": "x"}
+        ),
+        "port",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "match"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input(case: str, make: Any, match: str) -> None:
+    with pytest.raises(errors.ConfigError, match=match) as caught:
+        make()
+    assert "pw" not in str(caught.value).split()

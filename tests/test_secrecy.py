@@ -1,0 +1,169 @@
+"""No password, token or secret reaches a log record, repr, exception or traceback.
+
+Every log record at DEBUG (securedb's, botocore's, the drivers') and every exception
+string is captured while connecting with IAM and secrets on both engines, through a
+forced refresh, and through failures; none may hold a secret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+import sqlalchemy as sa
+
+import securedb
+from bed import mariadb, postgres
+from bed.bed import Bed
+from bed.moto import SECRET_ACCESS_KEY
+from securedb.config import Config
+from securedb.connector import Connector
+
+pytestmark = pytest.mark.bed
+
+SECRET_PASSWORD = "s3cret-rotated-Pa55word"
+MARKERS = (
+    "X-Amz-Signature",
+    "X-Amz-Security-Token",
+    "X-Amz-Credential",
+    "Action=connect",
+    SECRET_ACCESS_KEY,
+    postgres.APP_PASSWORD,
+    SECRET_PASSWORD,
+    "wrong-but-secret",
+)
+
+
+class Everything(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.texts.append(f"{record.name}: {self.format(record)}")
+        self.texts.append(repr(record.args))
+
+
+@contextlib.contextmanager
+def capture() -> Iterator[list[str]]:
+    """Every log record of every logger at DEBUG, formatted, with its arguments."""
+    handler = Everything()
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler.texts
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+def attempt(texts: list[str], action: Callable[[], Any]) -> Any:
+    """Run `action`; keep the repr of what it returns and every text of what it raises."""
+    try:
+        result = action()
+    except Exception as exc:
+        texts.extend([str(exc), repr(exc), *traceback.format_exception(exc)])
+        return None
+    texts.append(repr(result))
+    return result
+
+
+def test_nothing_secret_anywhere(bed: Bed, aws_env: dict[str, str]) -> None:
+    ca = str(bed.pki.ca)
+    pg, my = bed.primary.port, bed.mariadb.port
+    sm = boto3.client("secretsmanager")
+    sm.create_secret(
+        Name="rds/leak",
+        SecretString=json.dumps(
+            {
+                "username": postgres.APP_USER,
+                "password": postgres.APP_PASSWORD,
+                "engine": "postgres",
+                "host": "localhost",
+                "port": pg,
+                "dbname": "app",
+            }
+        ),
+    )
+    sm.create_secret(
+        Name="rds/stale",
+        SecretString=json.dumps(
+            {
+                "username": postgres.APP_USER,
+                "password": SECRET_PASSWORD,
+                "engine": "mysql",
+                "host": "127.0.0.1",
+                "port": my,
+                "dbname": "app",
+            }
+        ),
+    )
+    sm.create_secret(Name="rds/malformed", SecretString=f"user={SECRET_PASSWORD}")
+    with capture() as captured:
+        texts = exercise(bed, ca, pg, my)
+    everything = "\n".join(captured + texts)
+    assert "botocore.hooks: " in everything  # the capture did capture
+    assert "securedb.connect: " in everything
+    assert mariadb.APP_USER in everything
+    leaks = [marker for marker in MARKERS if marker in everything]
+    assert leaks == []
+
+
+def exercise(bed: Bed, ca: str, pg: int, my: int) -> list[str]:
+    """Connect every way that works and fail every way that doesn't; collect the texts."""
+    texts: list[str] = []
+
+    # Success paths, with reprs of everything a user may print.
+    for url in (
+        f"postgresql://iam_user@localhost:{pg}/app",
+        f"mysql://iam_user@127.0.0.1:{my}/app",
+    ):
+        conn = attempt(texts, lambda url=url: securedb.connect(url, auth="iam", ca_bundle=ca))
+        conn.close()
+        connector = Connector(Config.from_url(url, auth="iam", ca_bundle=ca))
+        texts += [
+            repr(connector),
+            repr(connector.cache),
+            repr(connector.cache.get()),
+            repr(connector.config),
+        ]
+    attempt(texts, lambda: securedb.connect(secret_id="rds/leak", ca_bundle=ca)).close()
+    eng = attempt(texts, lambda: securedb.engine(secret_id="rds/leak", ca_bundle=ca))
+    with eng.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+    texts.append(repr(eng.url))
+    eng.dispose()
+    texts.append(repr(Config.from_url(f"postgresql://u:{SECRET_PASSWORD}@localhost/db")))
+
+    # Failure paths: refused password (a forced refresh and retry), malformed and
+    # missing secrets, a wrong password, an untrusted server.
+    attempt(texts, lambda: securedb.connect(secret_id="rds/stale", ca_bundle=ca))
+    attempt(texts, lambda: securedb.connect(secret_id="rds/malformed", ca_bundle=ca))
+    attempt(texts, lambda: securedb.connect(secret_id="rds/missing", ca_bundle=ca))
+    attempt(
+        texts,
+        lambda: securedb.connect(
+            f"postgresql://app_user:wrong-but-secret@localhost:{pg}/app", ca_bundle=ca
+        ),
+    )
+    attempt(
+        texts,
+        lambda: securedb.connect(
+            f"mysql://iam_user@127.0.0.1:{my}/app", auth="iam", ca_bundle=str(bed.pki.untrusted_ca)
+        ),
+    )
+    attempt(
+        texts,
+        lambda: securedb.connect(
+            f"postgresql://app_user@localhost:{pg}/app", auth="iam", ca_bundle=ca
+        ),
+    )
+    return texts

@@ -1,0 +1,94 @@
+"""Secrets Manager payloads and failures, against moto's server (bad inputs raise clearly)."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from securedb import errors
+from securedb.credentials.secrets import SecretSource
+
+pytestmark = pytest.mark.bed
+
+GOOD = {
+    "username": "app",
+    "password": "pw-123",
+    "engine": "postgres",
+    "host": "mydb.abc123.us-east-1.rds.amazonaws.com",
+    "port": 5432,
+    "dbname": "app",
+}
+
+
+def source(name: str) -> SecretSource:
+    return SecretSource(name, "us-east-1", 3600)
+
+
+def test_rds_managed_secret(aws_env: dict[str, str]) -> None:
+    boto3.client("secretsmanager").create_secret(Name="rds/ok", SecretString=json.dumps(GOOD))
+    cred = source("rds/ok").fetch()
+    assert (cred.user, cred.password) == ("app", "pw-123")
+    assert cred.fields == {
+        "engine": "postgres",
+        "host": GOOD["host"],
+        "port": 5432,
+        "dbname": "app",
+    }
+    assert cred.version
+
+
+def test_pending_version_after_a_refusal(aws_env: dict[str, str]) -> None:
+    sm = boto3.client("secretsmanager")
+    sm.create_secret(Name="rds/rot", SecretString=json.dumps(GOOD))
+    current = source("rds/rot").fetch()
+    sm.put_secret_value(
+        SecretId="rds/rot",
+        VersionStages=["AWSPENDING"],
+        SecretString=json.dumps({**GOOD, "password": "pw-456"}),
+    )
+    assert source("rds/rot").fetch().password == "pw-123"  # no refusal: AWSCURRENT
+    assert source("rds/rot").fetch(rejected=current).password == "pw-456"
+
+
+BAD_PAYLOADS = {
+    "not JSON": ("username=app password=pw-123", "not JSON"),
+    "a JSON list": (json.dumps(["app", "pw-123"]), "not an object"),
+    "a JSON string": (json.dumps("pw-123"), "not an object"),
+    "no password": (json.dumps({"username": "app"}), "lacks password"),
+    "no username": (json.dumps({"password": "pw-123"}), "lacks username"),
+    "empty password": (json.dumps({"username": "app", "password": ""}), "lacks password"),
+    "password a number": (json.dumps({"username": "app", "password": 123}), "lacks password"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PAYLOADS)
+def test_malformed_payloads(aws_env: dict[str, str], case: str) -> None:
+    payload, match = BAD_PAYLOADS[case]
+    boto3.client("secretsmanager").create_secret(Name="rds/bad", SecretString=payload)
+    with pytest.raises(errors.CredentialsError, match=match) as caught:
+        source("rds/bad").fetch()
+    assert "pw-123" not in str(caught.value)
+    assert caught.value.__cause__ is None
+
+
+def test_binary_secret(aws_env: dict[str, str]) -> None:
+    boto3.client("secretsmanager").create_secret(Name="rds/bin", SecretBinary=b"\x00pw-123")
+    with pytest.raises(errors.CredentialsError, match="no SecretString"):
+        source("rds/bin").fetch()
+
+
+def test_missing_secret(aws_env: dict[str, str]) -> None:
+    with pytest.raises(errors.CredentialsError, match=r"ResourceNotFoundException.*name or ARN"):
+        source("rds/nowhere").fetch()
+
+
+def test_unreachable_secrets_manager(
+    aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setattr("securedb.credentials.aws._session", None)
+    with pytest.raises(errors.CredentialsError, match="cannot reach"):
+        source("rds/any").fetch()
