@@ -6,12 +6,15 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # not typing's: importing typing would cost more than all of securedb
 
 __version__ = "0.1.0.dev0"
 __all__ = ["Config", "__version__", "connect", "engine", "errors", "pool"]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from securedb import errors
     from securedb.config import Config
     from securedb.connector import connect
