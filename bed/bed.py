@@ -49,6 +49,7 @@ class Bed:
         self.moto = Moto(self.root)
         self.forwarders: list[Forwarder] = []
         self.pam_files: list[Path] = []
+        self.partitioned: list[int] = []
         self.start_seconds = 0.0
 
     def start(self) -> Bed:
@@ -103,14 +104,11 @@ class Bed:
         self.verifier_log.touch(mode=0o666)
         self.verifier_log.chmod(0o666)  # written by the postgres and mysql server processes
         self._write_verifier_conf(self._endpoint_groups())
-        for service, group in (
-            (self.pg_service, "pg"),
-            (self.mysql_service, "mysql"),
-            ("pgbouncer", "proxy"),
-        ):
+        for service, group in ((self.pg_service, "pg"), (self.mysql_service, "mysql")):
             self.pam_files.append(
                 pam.install(service, self.run_id, verifier, self.verifier_conf, group)
             )
+        pam.join_shared(self.run_id, verifier, self.verifier_conf)
 
     def _endpoint_groups(self) -> dict[str, list[str]]:
         """Which host:port each server accepts tokens for: loopback names, and RDS names."""
@@ -151,6 +149,21 @@ class Bed:
         self.forwarders.append(fwd)
         return fwd
 
+    def partition(self, port: int) -> None:
+        """Drop, without refusing, every packet to and from a loopback port: a partition.
+
+        Unlike the forwarder's black hole, nothing acknowledges the client's packets, so
+        only TCP timeouts and keepalives can tell that the peer is gone.
+        """
+        for rule in _partition_rules(port):
+            procs.run_as("root", ["iptables", "-I", *rule])
+        self.partitioned.append(port)
+
+    def heal(self, port: int) -> None:
+        for rule in _partition_rules(port):
+            procs.run_as("root", ["iptables", "-D", *rule])
+        self.partitioned.remove(port)
+
     def aws_env(self) -> dict[str, str]:
         """Environment variables that point boto3 and botocore at moto with the test key."""
         return {
@@ -174,6 +187,8 @@ class Bed:
 
     def stop(self) -> None:
         """Stop every server by pid, remove the PAM files and the run directory."""
+        for port in list(self.partitioned):
+            self.heal(port)
         for fwd in self.forwarders:
             fwd.stop()
         for part in (self.proxy_password, self.proxy_iam, self.mariadb, self.moto):
@@ -182,6 +197,7 @@ class Bed:
         self.primary.stop("fast")
         for path in self.pam_files:
             pam.remove(path, self.run_id)
+        pam.leave_shared(self.run_id)
         shutil.rmtree(self.root, ignore_errors=True)
         atexit.unregister(self.stop)
 
@@ -213,6 +229,13 @@ class Bed:
         )
 
 
+def _partition_rules(port: int) -> list[list[str]]:
+    return [
+        ["INPUT", "-i", "lo", "-p", "tcp", direction, str(port), "-j", "DROP"]
+        for direction in ("--dport", "--sport")
+    ]
+
+
 def _bouncer_starter(bouncer: PgBouncer, backend_port: int) -> Callable[[], None]:
     def start() -> None:
         bouncer.start(backend_port)
@@ -225,7 +248,7 @@ def can_start() -> str | None:
     """None if this machine can run the bed, else the reason it cannot."""
     if os.geteuid() != 0:
         return "the bed needs root (servers run as the postgres and mysql OS users)"
-    for name in ("postgres", "mariadbd", "pgbouncer"):
+    for name in ("postgres", "mariadbd", "pgbouncer", "iptables"):
         try:
             procs.binary(name, "/usr/lib/postgresql/15/bin", "/usr/sbin")
         except procs.BedError as exc:

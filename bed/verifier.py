@@ -109,9 +109,10 @@ def pam_sm_authenticate(pamh, flags, argv):
         if token is None:
             message = pamh.Message(pamh.PAM_PROMPT_ECHO_OFF, "Password: ")
             token = pamh.conversation(message).resp
-        with open(conf_path) as f:
-            conf = json.load(f)
-        reason = verify(token or "", user, conf, group, time.time()) or "ok"
+        reasons = [
+            verify(token or "", user, conf, group, time.time()) for conf in _confs(conf_path)
+        ]
+        reason = "ok" if None in reasons else (reasons[0] if reasons else "no configuration")
     except Exception as exc:
         reason = f"error:{type(exc).__name__}"
     _log(conf_path, group, user, reason)
@@ -126,10 +127,28 @@ def pam_sm_acct_mgmt(pamh, flags, argv):
     return pamh.PAM_SUCCESS
 
 
+def _confs(conf_path: str) -> list[dict]:
+    """One configuration file, or every one in a directory (the beds sharing PgBouncer's)."""
+    if os.path.isdir(conf_path):
+        names = sorted(n for n in os.listdir(conf_path) if n.endswith(".json"))
+        paths = [os.path.join(conf_path, n) for n in names]
+    else:
+        paths = [conf_path]
+    confs = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                confs.append(json.load(f))
+        except (OSError, ValueError):
+            continue  # a bed that just stopped
+    return confs
+
+
 def _log(conf_path: str, group: str, user: str, reason: str) -> None:
     line = f"{time.strftime('%H:%M:%S')} {group} {user} {reason}\n"
+    folder = conf_path if os.path.isdir(conf_path) else os.path.dirname(conf_path)
     try:
-        with open(os.path.join(os.path.dirname(conf_path), "verifier.log"), "a") as f:
+        with open(os.path.join(folder, "verifier.log"), "a") as f:
             f.write(line)
     except OSError:
         pass

@@ -10,7 +10,7 @@ import importlib
 TYPE_CHECKING = False  # not typing's: importing typing would cost more than all of securedb
 
 __version__ = "0.1.0.dev0"
-__all__ = ["Config", "__version__", "connect", "engine", "errors", "pool"]
+__all__ = ["Config", "__version__", "connect", "engine", "errors", "pool", "run_transaction"]
 
 if TYPE_CHECKING:
     from typing import Any
@@ -18,15 +18,17 @@ if TYPE_CHECKING:
     from securedb import errors
     from securedb.config import Config
     from securedb.connector import connect
-    from securedb.pool import pool
+    from securedb.failover import run_transaction
+    from securedb.pooling import pool
     from securedb.sqlalchemy import engine
 
 _LAZY = {
     "Config": ("securedb.config", "Config"),
     "connect": ("securedb.connector", "connect"),
     "engine": ("securedb.sqlalchemy", "engine"),
-    "pool": ("securedb.pool", "pool"),
+    "pool": ("securedb.pooling", "pool"),
     "errors": ("securedb.errors", None),
+    "run_transaction": ("securedb.failover", "run_transaction"),
 }
 
 

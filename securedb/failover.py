@@ -1,1 +1,210 @@
-"""Failover-class error classification and run_transaction."""
+"""Failover: what the errors mean, and `run_transaction`, which re-runs work on a new writer.
+
+When a Multi-AZ or Aurora writer fails over, its endpoint's DNS moves to the new writer,
+connections to the old one die, and the old one may come back read-only. The drivers'
+adapters classify errors (`securedb.drivers.Failure`); a FAILOVER or READ_ONLY error
+invalidates the whole pool, so the next connection resolves DNS again and reaches the new
+writer. `run_transaction` then re-runs the unit of work, with exponential backoff and full
+jitter, inside a deadline. A connection lost during COMMIT leaves the outcome unknown: the
+work is re-run only if it is marked idempotent.
+
+The decisions (classification, `backoff`, when to give up) are plain functions, so an
+async twin can share them and differ only in I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from securedb import drivers
+from securedb.drivers import Failure
+from securedb.errors import FailoverError, TransactionOutcomeUnknown
+
+__all__ = ["RetryDetails", "backoff", "failure_of", "run_transaction"]
+
+logger = logging.getLogger("securedb.failover")
+
+T = TypeVar("T")
+RETRIED = frozenset({Failure.FAILOVER, Failure.READ_ONLY})
+DEFAULT_ATTEMPTS = 10
+DEFAULT_DEADLINE = 30.0
+WAIT_INITIAL = 0.1
+WAIT_MAX = 3.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryDetails:
+    """What a metrics hook learns of each retry: never arguments or error text."""
+
+    operation: str
+    attempt: int
+    wait: float
+    waited_so_far: float
+    failure: str
+    error: str  # the exception's class name
+
+
+RetryHook = Callable[[RetryDetails], None]
+
+
+def backoff(attempt: int, initial: float = WAIT_INITIAL, maximum: float = WAIT_MAX) -> float:
+    """Full jitter: uniform in [0, min(maximum, initial * 2**(attempt - 1))]."""
+    return random.uniform(0, min(maximum, initial * 2 ** (attempt - 1)))  # noqa: S311
+
+
+def failure_of(exc: BaseException, engine: str) -> Failure | None:
+    """The kind of failure `exc` is for ``"postgresql"`` or ``"mysql"``.
+
+    SQLAlchemy's wrappers are looked through to the driver's own error.
+    """
+    original = getattr(exc, "orig", None) or exc
+    return drivers.load(engine).classify(original)
+
+
+class _CommitFailed(Exception):
+    """The COMMIT itself failed; its fate on the server is unknown."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+
+
+def run_transaction(
+    target: Any,
+    fn: Callable[[Any], T],
+    *,
+    idempotent: bool = False,
+    attempts: int = DEFAULT_ATTEMPTS,
+    deadline: float = DEFAULT_DEADLINE,
+    on_retry: RetryHook | None = None,
+) -> T:
+    """Run ``fn(connection)`` in a transaction, and again on a fresh connection after failover.
+
+    `target` is an `engine()` (``fn`` gets a SQLAlchemy ``Connection``) or a `pool()` (``fn``
+    gets a psycopg connection). securedb commits explicitly after ``fn`` returns, so it
+    knows whether COMMIT itself failed. Only failover-class errors are retried: a lost or
+    refused connection, a server shutting down, a read-only server; everything else (SQL
+    errors, authentication, TLS) is raised at once.
+
+    Raises:
+        TransactionOutcomeUnknown: the connection died during COMMIT and `idempotent` is
+            False: the transaction may or may not have committed.
+        FailoverError: `attempts` or `deadline` (seconds) ran out; the last error is chained.
+    """
+    runner = _runner(target)
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return runner.run(fn)
+        except _CommitFailed as failed:
+            failure = runner.failure(failed.cause)
+            if failure not in RETRIED:
+                raise failed.cause from None
+            runner.invalidate()
+            if not idempotent:
+                raise TransactionOutcomeUnknown(
+                    "the connection was lost during COMMIT: the transaction may or may not "
+                    "have committed; check before re-running, or pass idempotent=True",
+                ) from failed.cause
+            last: BaseException = failed.cause
+        except Exception as exc:
+            failure = runner.failure(exc)
+            if failure not in RETRIED:
+                raise
+            runner.invalidate()
+            last = exc
+        assert failure is not None
+        wait, waited = backoff(attempt), time.monotonic() - started
+        if attempt >= attempts or waited + wait > deadline:
+            raise FailoverError(
+                f"gave up after {attempt} attempts in {waited:.1f} s: {failure.value}; the "
+                "database did not come back within the deadline",
+            ) from last
+        details = RetryDetails(
+            "run_transaction", attempt, wait, waited, failure.name, type(last).__name__
+        )
+        logger.warning(
+            "run_transaction attempt %d failed (%s, %s); retrying in %.2f s",
+            attempt,
+            failure.name,
+            type(last).__name__,
+            wait,
+        )
+        if on_retry is not None:
+            on_retry(details)
+        time.sleep(wait)
+
+
+class _EngineRunner:
+    """A SQLAlchemy Engine: the pool is invalidated by securedb's ``handle_error`` listener."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.name = engine.dialect.name
+
+    def run(self, fn: Callable[[Any], T]) -> T:
+        with self.engine.connect() as conn:
+            result = fn(conn)
+            try:
+                conn.commit()
+            except Exception as exc:
+                raise _CommitFailed(exc) from exc
+        return result
+
+    def failure(self, exc: BaseException) -> Failure | None:
+        return failure_of(exc, self.name)
+
+    def invalidate(self) -> None:
+        """Nothing more to do: the listener marked the error a disconnect (see engine())."""
+
+
+class _PoolRunner:
+    """A securedb psycopg pool: connections made before the failure are discarded."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    def run(self, fn: Callable[[Any], T]) -> T:
+        conn = self.pool.getconn()
+        try:
+            result = fn(conn)
+            try:
+                conn.commit()
+            except Exception as exc:
+                raise _CommitFailed(exc) from exc
+        except BaseException:
+            _quietly_rollback(conn)
+            raise
+        finally:
+            self.pool.putconn(conn)
+        return result
+
+    def failure(self, exc: BaseException) -> Failure | None:
+        return failure_of(exc, "postgresql")
+
+    def invalidate(self) -> None:
+        self.pool.invalidate()
+
+
+def _quietly_rollback(conn: Any) -> None:
+    with contextlib.suppress(Exception):  # a broken connection: the pool discards it
+        conn.rollback()
+
+
+def _runner(target: Any) -> _EngineRunner | _PoolRunner:
+    if hasattr(target, "dialect") and hasattr(target, "connect"):
+        return _EngineRunner(target)
+    if hasattr(target, "getconn") and hasattr(target, "invalidate"):
+        return _PoolRunner(target)
+    raise TypeError(
+        "run_transaction() takes an engine from securedb.engine() or a pool "
+        f"from securedb.pool(), not {type(target).__name__}"
+    )

@@ -46,10 +46,27 @@ def engine(url: str | Config | None = None, **options: Any) -> sqlalchemy.engine
 
         extra["client_flag"] = CLIENT.FOUND_ROWS  # what the MySQL dialect asks of its driver
     try:
-        return sqlalchemy.create_engine(
+        eng = sqlalchemy.create_engine(
             DIALECTS[cfg.engine or ""],
             creator=lambda: connector.connect(**extra),
             **{**ENGINE_DEFAULTS, **engine_options},
         )
     except (TypeError, sqlalchemy.exc.ArgumentError) as exc:
         raise ConfigError(f"{exc}; securedb options are {', '.join(sorted(OPTIONS))}") from None
+    sqlalchemy.event.listen(eng, "handle_error", _failover_listener(cfg.engine or ""))
+    return eng
+
+
+def _failover_listener(engine_name: str) -> Any:
+    """Mark failover-class errors as disconnects, so SQLAlchemy invalidates the whole pool.
+
+    SQLAlchemy's own checks only see closed or broken connections; a read-only error
+    (the old writer came back as a standby) would leave "healthy" connections to it.
+    """
+    from securedb.failover import RETRIED, failure_of
+
+    def on_error(context: Any) -> None:
+        if failure_of(context.original_exception, engine_name) in RETRIED:
+            context.is_disconnect = True
+
+    return on_error

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bed import pam
 from bed.bed import Bed, can_start
 
 IN_CI = os.environ.get("CI") == "true"
@@ -31,6 +32,7 @@ def bed(request: pytest.FixtureRequest) -> Iterator[Bed]:
     leftovers = [pid for pid in pids if _alive(pid)]
     assert not leftovers, f"bed processes left running: {leftovers}"
     assert not any(path.exists() for path in started.pam_files), "PAM files left in /etc/pam.d"
+    assert not (pam.SHARED / f"{started.run_id}.json").exists()
     assert not started.root.exists(), f"bed directory left: {started.root}"
 
 

@@ -14,7 +14,7 @@ HEAVY = ("boto3", "botocore", "sqlalchemy", "psycopg", "psycopg_pool", "pymysql"
 
 def test_all_is_the_public_names() -> None:
     assert sorted(securedb.__all__) == sorted(
-        ["Config", "__version__", "connect", "engine", "errors", "pool"]
+        ["Config", "__version__", "connect", "engine", "errors", "pool", "run_transaction"]
     )
     for name in securedb.__all__:
         assert getattr(securedb, name) is not None

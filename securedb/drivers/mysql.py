@@ -24,9 +24,24 @@ __all__ = ["classify", "connect", "connect_kwargs"]
 ACCESS_DENIED = 1045
 CR_CONN_HOST_ERROR = 2003  # also how PyMySQL reports a certificate failure
 CR_SSL_CONNECTION_ERROR = 2026
-FAILOVER_ERRNOS = {2002, 2003, 2006, 2013, 2055}
+# 1053: server shutdown in progress; 1927: connection killed (MariaDB).
+FAILOVER_ERRNOS = {1053, 1927, 2002, 2003, 2006, 2013, 2055}
 READ_ONLY_ERRNOS = {1290, 1836}
 CLEARTEXT_PLUGINS = (b"mysql_clear_password", b"dialog")
+
+
+# A write the peer does not take within 10 s means it is gone. Reads have no timeout by
+# default (queries may be long): the socket's keepalives notice a silent peer instead.
+WRITE_TIMEOUT = 10
+# Keepalive probes after 5 s idle; unacknowledged data or probes abort after 9 s.
+SOCKET_OPTIONS = [
+    (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+    (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+    (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPIDLE", 4), 5),
+    (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPINTVL", 5), 2),
+    (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPCNT", 6), 2),
+    (socket.IPPROTO_TCP, getattr(socket, "TCP_USER_TIMEOUT", 18), 9000),
+]
 
 
 def connect_kwargs(cfg: Config, cred: Credential) -> dict[str, Any]:
@@ -39,18 +54,29 @@ def connect_kwargs(cfg: Config, cred: Credential) -> dict[str, Any]:
         "password": cred.password,
         "ssl": tls.ssl_context(cfg),
         "connect_timeout": max(1, math.ceil(cfg.connect_timeout)),
+        "write_timeout": WRITE_TIMEOUT,
         **cfg.connect_args,
     }
 
 
 def connect(cfg: Config, cred: Credential, **extra: Any) -> Any:
+    """A PyMySQL connection over a socket securedb opens (DNS resolved again each time).
+
+    The socket goes to the tunnel if there is one; TLS always verifies the endpoint name.
+    """
     conn = _connection_class()(**{**connect_kwargs(cfg, cred), **extra}, defer_connect=True)
-    if cfg.tunnel is None:
-        conn.connect()
-    else:
-        sock = socket.create_connection(tls.socket_address(cfg.tunnel), cfg.connect_timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.connect(sock)
+    address = tls.socket_address(cfg.tunnel) if cfg.tunnel else (cfg.host, cfg.port or 3306)
+    try:
+        sock = socket.create_connection(address, cfg.connect_timeout)
+    except OSError as exc:
+        import pymysql
+
+        raise pymysql.err.OperationalError(
+            CR_CONN_HOST_ERROR, f"Can't connect to MySQL server on {address[0]!r} ({exc})"
+        ) from exc
+    for level, option, value in SOCKET_OPTIONS:
+        sock.setsockopt(level, option, value)
+    conn.connect(sock)
     return conn
 
 

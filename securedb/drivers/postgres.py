@@ -24,15 +24,23 @@ AUTH_MESSAGES = (
     "PAM authentication failed",
     "authentication failed for user",
 )
+# Only certificate and handshake failures: "SSL error: unexpected eof" is a lost connection.
 TLS_MESSAGES = (
     "certificate verify failed",
     "does not match host name",
-    "SSL",
-    "server does not support",
+    "server does not support SSL",
     "root certificate file",
-    "certificate",
+    "SSL error: tlsv1 alert",
+    "SSL error: sslv3 alert",
+    "SSL error: wrong version number",
+    "SSL error: unsupported protocol",
 )
 FAILOVER_MESSAGES = (
+    "unexpected eof",
+    "Connection timed out",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "the database system is in recovery mode",
     "Connection refused",
     "server closed the connection",
     "timeout expired",
@@ -47,8 +55,26 @@ FAILOVER_MESSAGES = (
 )
 
 
+# A silent peer (a partition, a writer that vanished) is noticed in under 10 s: keepalive
+# probes after 5 s idle, and unacknowledged data or probes abort the socket after 9 s.
+DEAD_PEER_DEFAULTS = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 9000,
+}
+# RDS Proxy (and PgBouncer in transaction mode) cannot keep server-side prepared
+# statements or session settings sent at startup.
+PROXY_SAFE = {"prepare_threshold": None}
+
+
 def connect_kwargs(cfg: Config, cred: Credential) -> dict[str, Any]:
-    """libpq parameters: verify-full TLS to the real endpoint, the credential, timeouts."""
+    """libpq parameters: verify-full TLS to the real endpoint, the credential, timeouts.
+
+    Dead-peer detection defaults (`DEAD_PEER_DEFAULTS`) can be overridden in
+    ``connect_args``; RDS Proxy endpoints get `PROXY_SAFE` settings.
+    """
     return {
         "host": cfg.host,
         "port": cfg.port,
@@ -56,6 +82,8 @@ def connect_kwargs(cfg: Config, cred: Credential) -> dict[str, Any]:
         "user": cred.user,
         "password": cred.password,
         "connect_timeout": max(1, math.ceil(cfg.connect_timeout)),
+        **DEAD_PEER_DEFAULTS,
+        **(PROXY_SAFE if cfg.is_proxy else {}),
         **tls.libpq_params(cfg),
         **cfg.connect_args,
     }

@@ -2,11 +2,14 @@
 
 psycopg_pool calls ``connection_class.connect()`` for each physical connection; the
 class given here sends that call to the `Connector`, so credentials are resolved (and
-refreshed, and retried once if refused) per connection.
+refreshed, and retried once if refused) per connection. `invalidate()` discards every
+connection made before it, at checkout: after a failover none to the old writer survives.
 """
 
 from __future__ import annotations
 
+import itertools
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from securedb.config import Config, split_options
@@ -31,7 +34,8 @@ def pool(url: str | Config | None = None, **options: Any) -> psycopg_pool.Connec
 
     Options are securedb's (see `Config`) and ``ConnectionPool``'s (``min_size``,
     ``max_size``, ``timeout``, ``max_lifetime`` ...). Defaults: 1 to 10 connections,
-    each checked before it is handed out, replaced after 25 minutes.
+    each checked before it is handed out, replaced after 25 minutes. The pool has one
+    more method, ``invalidate()``, which `run_transaction` calls after a failover.
 
     Raises:
         ConfigError: an option is invalid, or the URL is not PostgreSQL.
@@ -43,20 +47,30 @@ def pool(url: str | Config | None = None, **options: Any) -> psycopg_pool.Connec
     connector = Connector(cfg)
     if connector.config.engine != "postgresql":
         raise ConfigError("pool() is for PostgreSQL (psycopg_pool); use engine() for MySQL")
+    generation = itertools.count()
+    current = [next(generation)]
+    born: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
     class Connection(psycopg.Connection[Any]):
         @classmethod
         def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
-            return connector.connect(**kwargs)
+            conn = connector.connect(**kwargs)
+            born[conn] = current[0]
+            return conn
 
-    defaults = {
-        **POOL_DEFAULTS,
-        "check": psycopg_pool.ConnectionPool.check_connection,
-        "name": f"securedb {cfg.endpoint}",
-    }
+    def check(conn: Any) -> None:
+        if born.get(conn, -1) < current[0]:
+            conn.close()  # closed, so the pool discards it instead of taking it back
+            raise psycopg.OperationalError("made before a failover; discarded")
+        psycopg_pool.ConnectionPool.check_connection(conn)
+
+    class Pool(psycopg_pool.ConnectionPool[Any]):
+        def invalidate(self) -> None:
+            """Discard every connection made so far, as each is next checked out."""
+            current[0] = next(generation)
+
+    defaults = {**POOL_DEFAULTS, "check": check, "name": f"securedb {cfg.endpoint}"}
     try:
-        return psycopg_pool.ConnectionPool(
-            connection_class=Connection, **{**defaults, **pool_options}
-        )
+        return Pool(connection_class=Connection, **{**defaults, **pool_options})
     except TypeError as exc:
         raise ConfigError(f"{exc}; see psycopg_pool.ConnectionPool for pool options") from None

@@ -1,0 +1,178 @@
+"""Failover under load: a writer flip, a MariaDB restart, a network partition."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import securedb
+from bed import certs, mariadb
+from bed.bed import Bed
+from securedb import errors
+
+pytestmark = [pytest.mark.bed, pytest.mark.slow]
+
+WORKERS = 8
+
+
+class Units:
+    """Workers that insert a unique row and read it back, keeping the score."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.committed: list[str] = []
+        self.unknown: list[str] = []
+        self.other: list[str] = []
+        self.commit_times: list[float] = []
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._work, args=(n,)) for n in range(WORKERS)]
+
+    def _work(self, worker: int) -> None:
+        number = 0
+        while not self.stop.is_set():
+            number += 1
+            key = f"w{worker}-{number}"
+
+            def unit(conn: sa.Connection, key: str = key) -> None:
+                conn.execute(sa.text("INSERT INTO units (k) VALUES (:k)"), {"k": key})
+                found = conn.execute(
+                    sa.text("SELECT count(*) FROM units WHERE k = :k"), {"k": key}
+                ).scalar()
+                assert found == 1
+
+            try:
+                securedb.run_transaction(self.engine, unit, deadline=30)
+            except errors.TransactionOutcomeUnknown:
+                with self.lock:
+                    self.unknown.append(key)
+            except Exception as exc:
+                with self.lock:
+                    self.other.append(f"{type(exc).__name__}: {exc}")
+            else:
+                with self.lock:
+                    self.committed.append(key)
+                    self.commit_times.append(time.monotonic())
+            time.sleep(0.005)
+
+    def __enter__(self) -> Units:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+    def check(self, rows: str) -> None:
+        """`rows`: every key in the table, one per line, read from the surviving server."""
+        assert self.other == []
+        assert len(self.committed) > 50
+        count = Counter(rows.split())
+        lost_or_doubled = [key for key in self.committed if count[key] != 1]
+        assert lost_or_doubled == []
+        assert all(count[key] in (0, 1) for key in self.unknown)
+
+
+@pytest.fixture
+def pair(bed: Bed) -> Iterator[Bed]:
+    """The PostgreSQL pair, with the replica synchronous; rebuilt afterwards."""
+    bed.primary.psql("DROP TABLE IF EXISTS units; CREATE TABLE units (k text)", database="app")
+    bed.primary.psql("GRANT ALL ON units TO app_user", database="app")
+    bed.primary.set_synchronous(bed.replica.name)
+    yield bed
+    bed.rebuild_pair()
+
+
+def test_writer_flip_under_load(pair: Bed, aws_env: dict[str, str]) -> None:
+    bed = pair
+    fwd = bed.forwarder(("127.0.0.1", bed.primary.port))  # the cluster endpoint's DNS
+    eng = securedb.engine(
+        f"postgresql://iam_user@{certs.PG_CLUSTER}:5432/app",
+        auth="iam",
+        ca_bundle=str(bed.pki.ca),
+        tunnel=f"127.0.0.1:{fwd.port}",
+        pool_size=WORKERS,
+    )
+    with Units(eng) as units:
+        time.sleep(2)
+        bed.primary.stop("immediate")
+        bed.replica.promote()
+        fwd.switch(("127.0.0.1", bed.replica.port))
+        switched = time.monotonic()
+        time.sleep(3)
+    eng.dispose()
+
+    units.check(bed.replica.psql("SELECT k FROM units", database="app"))
+    after = [t for t in units.commit_times if t > switched]
+    assert after, "no commit after the switch"
+    print(
+        f"\nwriter flip: {len(units.committed)} committed, {len(units.unknown)} unknown; "
+        f"first commit {after[0] - switched:.3f} s after the switch"
+    )
+
+
+def test_mariadb_restart_under_load(bed: Bed) -> None:
+    bed.mariadb.sql(
+        "CREATE TABLE IF NOT EXISTS app.units (k varchar(40)); TRUNCATE TABLE app.units"
+    )
+    eng = securedb.engine(
+        f"mysql://{mariadb.APP_USER}:{mariadb.APP_PASSWORD}@127.0.0.1:{bed.mariadb.port}/app",
+        ca_bundle=str(bed.pki.ca),
+        pool_size=WORKERS,
+    )
+    with Units(eng) as units:
+        time.sleep(2)
+        bed.mariadb.stop()
+        bed.mariadb.start()
+        bed.mariadb.wait_ready()
+        restarted = time.monotonic()
+        time.sleep(3)
+    eng.dispose()
+
+    units.check(bed.mariadb.sql("SELECT k FROM app.units"))
+    assert [t for t in units.commit_times if t > restarted]
+
+
+def detect(bed: Bed, fwd: Any, query: Callable[[], Any]) -> tuple[BaseException | None, float]:
+    """Partition the path, run `query`, and see how long until it fails."""
+    outcome: list[BaseException | None] = []
+    bed.partition(fwd.port)
+    started = time.monotonic()
+
+    def run() -> None:
+        try:
+            query()
+            outcome.append(None)
+        except Exception as exc:
+            outcome.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(60)  # without dead-peer defaults the query would wait forever
+    elapsed = time.monotonic() - started
+    bed.heal(fwd.port)
+    assert outcome, "the partition was not detected within a minute"
+    return outcome[0], elapsed
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+def test_partition_is_detected(bed: Bed, engine: str) -> None:
+    port = bed.primary.port if engine == "postgresql" else bed.mariadb.port
+    fwd = bed.forwarder(("127.0.0.1", port))
+    user = f"app_user:{mariadb.APP_PASSWORD}"
+    conn = securedb.connect(
+        f"{engine}://{user}@localhost:{fwd.port}/app", ca_bundle=str(bed.pki.ca)
+    )
+    cursor = conn.cursor()
+    error, elapsed = detect(bed, fwd, lambda: cursor.execute("SELECT 1"))
+    assert error is not None
+    assert securedb.failover.failure_of(error, engine) is not None
+    print(f"\n{engine}: partition detected after {elapsed:.1f} s ({type(error).__name__})")
