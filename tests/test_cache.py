@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -172,6 +173,20 @@ def test_background_refreshes_on_its_thread() -> None:
     finally:
         cache.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("securedb-refresh")]
+
+
+def test_background_thread_ends_with_its_cache() -> None:
+    source = Source(Clock())
+    source.clock = time.monotonic  # type: ignore[assignment]
+    source.life, source.ahead = 30, 0.2
+    cache = RefreshAheadCache(source, "background")
+    cache.get()
+    thread = cache._thread
+    assert thread is not None
+    del cache
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive()
 
 
 def test_lazy_starts_no_thread(clock: Clock) -> None:

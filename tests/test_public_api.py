@@ -20,26 +20,25 @@ def test_all_is_the_public_names() -> None:
         assert getattr(securedb, name) is not None
 
 
-def test_import_loads_no_heavy_module() -> None:
-    code = (
-        f"import json, sys, securedb; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+def heavy_modules_after(code: str) -> list[str]:
+    """The heavy modules loaded in a fresh interpreter after running `code`."""
+    probe = (
+        f"import json, sys; {code}; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert json.loads(out) == []
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return list(json.loads(out.stdout))
+
+
+def test_import_loads_no_heavy_module() -> None:
+    assert heavy_modules_after("import securedb") == []
 
 
 def test_config_parsing_loads_no_heavy_module() -> None:
     code = (
-        "import json, sys, securedb; "
-        "securedb.Config.from_url('postgresql://u@h/db', auth='iam'); securedb.errors; "
-        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+        "import securedb; securedb.Config.from_url('postgresql://u@h/db', auth='iam'); "
+        "securedb.errors"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert json.loads(out) == []
+    assert heavy_modules_after(code) == []
 
 
 def test_error_tree() -> None:

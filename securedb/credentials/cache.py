@@ -12,11 +12,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -51,8 +53,7 @@ class RefreshAheadCache:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
-        if self.background:
-            os.register_at_fork(after_in_child=self._after_fork)
+        _caches.add(self)
 
     def get(self) -> Credential:
         """The current credential, fetching it first if there is none usable."""
@@ -139,25 +140,19 @@ class RefreshAheadCache:
             with self._lock:
                 if self._thread is None:
                     self._thread = threading.Thread(
-                        target=self._run, daemon=True, name=f"securedb-refresh {self.source.name}"
+                        target=_refresher,
+                        args=(weakref.ref(self), self._wake),
+                        daemon=True,
+                        name=f"securedb-refresh {self.source.name}",
                     )
                     self._thread.start()
 
-    def _run(self) -> None:
-        """Background refresher: sleep until the refresh time, refresh, repeat."""
-        while not self._closed:
-            value, now = self._value, self._clock()
-            due = max(value.refresh_at if value else now, self._retry_at)
-            if now < due:
-                self._wake.wait(due - now)
-                self._wake.clear()
-                continue
-            try:
-                self._refresh(wait=True)
-            except Exception:  # noqa: S112  (logged in _failed; retried after backoff)
-                continue
+    def _due_in(self) -> float:
+        """Seconds until the next background refresh is due."""
+        value, now = self._value, self._clock()
+        return max(value.refresh_at if value else now, self._retry_at) - now
 
-    def _after_fork(self) -> None:
+    def after_fork(self) -> None:
         """In a forked child the refresher thread is gone: start a new one on first use."""
         self._lock, self._thread, self._flight = threading.Lock(), None, None
         self._wake = threading.Event()
@@ -171,3 +166,31 @@ class RefreshAheadCache:
 
     def __repr__(self) -> str:
         return f"<RefreshAheadCache {self.source.name} background={self.background}>"
+
+
+def _refresher(ref: weakref.ref[RefreshAheadCache], wake: threading.Event) -> None:
+    """Background refresher: sleep until the refresh is due, refresh, repeat.
+
+    It holds the cache only weakly, so a cache nobody uses any more (its engine was
+    dropped) is collected, and the thread ends at its next wake-up.
+    """
+    while (cache := ref()) is not None and not cache._closed:
+        delay = cache._due_in()
+        if delay <= 0:
+            with contextlib.suppress(Exception):  # logged in _failed; retried after backoff
+                cache._refresh(wait=True)
+            continue
+        del cache
+        wake.wait(delay)
+        wake.clear()
+
+
+_caches: weakref.WeakSet[RefreshAheadCache] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for cache in list(_caches):
+        cache.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
