@@ -1,0 +1,1 @@
+"""The securedb PostgreSQL backend for Django (``ENGINE``: this package's name)."""
