@@ -20,12 +20,13 @@ def mint(
     secret_key: str = SECRET_ACCESS_KEY,
     session_token: str | None = None,
     signed_at: datetime.datetime | None = None,
+    region: str = REGION,
 ) -> str:
     """A token from botocore's `generate_db_auth_token`, optionally signed at another time."""
     session = botocore.session.Session()
     session.set_credentials(access_key, secret_key, session_token)
-    client = session.create_client("rds", region_name=REGION)
+    client = session.create_client("rds", region_name=region)
     if signed_at is None:
-        return str(client.generate_db_auth_token(host, port, user, REGION))
+        return str(client.generate_db_auth_token(host, port, user, region))
     with mock.patch("botocore.auth.get_current_datetime", return_value=signed_at):
-        return str(client.generate_db_auth_token(host, port, user, REGION))
+        return str(client.generate_db_auth_token(host, port, user, region))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import time
 from urllib.parse import parse_qs
 
@@ -11,7 +12,7 @@ import pytest
 from bed import tokens, verifier
 from bed.moto import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from securedb import errors
-from securedb.credentials.iam import IamTokenSource
+from securedb.credentials.iam import IamTokenSource, presign
 
 HOST = "mydb.abc123.us-east-1.rds.amazonaws.com"
 CONF = {"access_keys": {ACCESS_KEY_ID: SECRET_ACCESS_KEY}, "groups": {"pg": [f"{HOST}:5432"]}}
@@ -78,3 +79,16 @@ def test_no_region(monkeypatch: pytest.MonkeyPatch, aws_keys: None) -> None:
     monkeypatch.setattr("securedb.credentials.aws._session", None)
     with pytest.raises(errors.CredentialsError, match="no AWS region"):
         IamTokenSource("db.example.com", 5432, "iam_user", None, 900).fetch()
+
+
+@pytest.mark.parametrize("session_token", [None, "IQoJb3JpZ2luX2VjE/+=" * 80])
+@pytest.mark.parametrize("host", [HOST, "MyDB.Example.COM", "127.0.0.1"])
+def test_same_token_as_botocore(host: str, session_token: str | None) -> None:
+    """Signed at the same second with the same keys, the token is botocore's, byte for byte."""
+    when = datetime.datetime(2026, 11, 25, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    ours = presign(host, 5432, "app user+1", "eu-west-2",
+                   (ACCESS_KEY_ID, SECRET_ACCESS_KEY, session_token), 900, when)
+    theirs = tokens.mint(host, 5432, "app user+1", session_token=session_token, signed_at=when,
+                         region="eu-west-2")
+    assert ours.partition("?")[0] == theirs.partition("?")[0]
+    assert parse_qs(ours.partition("?")[2]) == parse_qs(theirs.partition("?")[2])

@@ -1,12 +1,21 @@
 """IAM auth tokens, signed locally: a SigV4 presigned ``connect`` for the ``rds-db`` service.
 
-Signing needs only credentials from botocore's chain and its SigV4 signer; no service
-model is loaded and nothing goes over the network. The token is valid for
-`iam_token_ttl` seconds (at most 900) from its ``X-Amz-Date``, truncated to the second.
+The token is ``host:port/?Action=connect&DBUser=...&X-Amz-...``, exactly what botocore's
+``generate_db_auth_token`` makes (the tests compare the two), valid for `iam_token_ttl`
+seconds (at most 900) from its ``X-Amz-Date``, truncated to the second.
+
+Signing is a few HMACs, done here with the standard library: nothing is logged and no
+botocore module is needed when the credentials are in the environment (as on Lambda,
+ECS with env credentials, CI). Otherwise botocore's credential chain supplies them
+(profile, SSO, container and instance roles, web identity); no service model is loaded.
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
+import hmac
+import os
 import time
 from collections.abc import Callable
 from urllib.parse import quote
@@ -15,9 +24,11 @@ from securedb.credentials import aws
 from securedb.credentials.base import Credential
 from securedb.errors import CredentialsError
 
-__all__ = ["IamTokenSource"]
+__all__ = ["IamTokenSource", "presign"]
 
 REFRESH_FRACTION = 2 / 3  # refresh once two thirds of a token's life have passed
+EMPTY_PAYLOAD = hashlib.sha256(b"").hexdigest()
+AwsKeys = tuple[str, str, "str | None"]
 
 
 class IamTokenSource:
@@ -38,37 +49,87 @@ class IamTokenSource:
         self._clock = clock
 
     def fetch(self, rejected: Credential | None = None) -> Credential:
-        from botocore.auth import SigV4QueryAuth
-        from botocore.awsrequest import AWSRequest
-
-        region = aws.region_or_default(self._region, self.name)
-        try:
-            credentials = aws.session().get_credentials()
-            if credentials is None:
-                raise CredentialsError(
-                    f"{self.name} not signed: no AWS credentials found; set "
-                    "AWS_PROFILE or the AWS_ACCESS_KEY_ID pair, or attach "
-                    "an IAM role"
-                )
-            frozen = credentials.get_frozen_credentials()
-        except CredentialsError:
-            raise
-        except Exception as exc:  # (botocore's errors are translated in one place)
-            raise aws.translate(exc, f"{self.name} not signed") from None
-        started = self._clock()
-        request = AWSRequest(
-            method="GET",
-            url=f"https://{self.host}:{self.port}/?Action=connect"
-            f"&DBUser={quote(self.user, safe='')}",
+        keys = self._keys()
+        region = (
+            self._region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or aws.region_or_default(None, self.name)
         )
-        with aws.quiet():
-            SigV4QueryAuth(frozen, "rds-db", region, expires=self.ttl).add_auth(request)
-        token = request.url.removeprefix("https://")  # type: ignore[union-attr]
+        started = self._clock()
+        now = datetime.datetime.now(datetime.timezone.utc)
+        token = presign(self.host, self.port, self.user, region, keys, self.ttl, now)
         life = self.ttl - 1  # X-Amz-Date is truncated to the second
         return Credential(
             user=self.user,
             password=token,
             refresh_at=started + life * REFRESH_FRACTION,
             expires_at=started + life,
-            version=f"signed at {time.time():.0f}",
+            version=f"signed at {now:%H:%M:%S}",
         )
+
+    def _keys(self) -> AwsKeys:
+        """The environment's keys when botocore would pick them too, else botocore's chain."""
+        env = os.environ
+        if (
+            env.get("AWS_ACCESS_KEY_ID")
+            and env.get("AWS_SECRET_ACCESS_KEY")
+            and not env.get("AWS_PROFILE")
+        ):
+            return (
+                env["AWS_ACCESS_KEY_ID"],
+                env["AWS_SECRET_ACCESS_KEY"],
+                env.get("AWS_SESSION_TOKEN") or None,
+            )
+        try:
+            credentials = aws.session().get_credentials()
+            frozen = credentials.get_frozen_credentials() if credentials else None
+        except Exception as exc:  # (botocore's errors are translated in one place)
+            raise aws.translate(exc, f"{self.name} not signed") from None
+        if frozen is None or not frozen.access_key or not frozen.secret_key:
+            raise CredentialsError(
+                f"{self.name} not signed: no AWS credentials found; set AWS_PROFILE or the "
+                "AWS_ACCESS_KEY_ID pair, or attach an IAM role"
+            )
+        return str(frozen.access_key), str(frozen.secret_key), frozen.token
+
+
+def presign(
+    host: str,
+    port: int,
+    user: str,
+    region: str,
+    keys: AwsKeys,
+    ttl: int,
+    now: datetime.datetime,
+) -> str:
+    """The SigV4 presigned ``connect`` URL for ``rds-db``, without its scheme: the token."""
+    access_key, secret_key, session_token = keys
+    stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    scope = f"{day}/{region}/rds-db/aws4_request"
+    params = {
+        "Action": "connect",
+        "DBUser": user,
+        "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+        "X-Amz-Credential": f"{access_key}/{scope}",
+        "X-Amz-Date": stamp,
+        "X-Amz-Expires": str(ttl),
+        "X-Amz-SignedHeaders": "host",
+    }
+    if session_token:
+        params["X-Amz-Security-Token"] = session_token
+    query = "&".join(f"{_quote(k)}={_quote(v)}" for k, v in sorted(params.items()))
+    endpoint = f"{host.lower()}:{port}"
+    canonical = f"GET\n/\n{query}\nhost:{endpoint}\n\nhost\n{EMPTY_PAYLOAD}"
+    to_sign = (
+        f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+    )
+    key = f"AWS4{secret_key}".encode()
+    for part in (day, region, "rds-db", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    return f"{host}:{port}/?{query}&X-Amz-Signature={signature}"
+
+
+def _quote(value: str) -> str:
+    return quote(value, safe="-_.~")

@@ -119,4 +119,4 @@ def test_stop_leaves_no_thread(servers: tuple) -> None:  # type: ignore[type-arg
         forwarder.stop()
     with pytest.raises(ConnectionRefusedError):
         connect(forwarder)
-    assert not [t for t in threading.enumerate() if t.name.startswith("forwarder")]
+    assert not [t for t in threading.enumerate() if t.name == f"forwarder-{forwarder.port}"]
