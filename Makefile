@@ -1,5 +1,5 @@
 # The two commands of the README, and the checks CI runs.
-.PHONY: setup demo test lint bed
+.PHONY: setup demo test lint bed bench
 
 VENV_PY := .venv/bin/python
 
@@ -19,3 +19,6 @@ lint: setup
 
 bed: setup
 	$(VENV_PY) -m bed --hold
+
+bench: setup
+	$(VENV_PY) -m benchmarks.run

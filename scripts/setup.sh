@@ -35,9 +35,11 @@ python=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
     "$python" -m venv .venv
 fi
+# The benchmark peers (the AWS wrapper, aws-secretsmanager-caching, matplotlib) go into
+# this development environment only; they are never securedb dependencies.
 stamp=.venv/.securedb-installed
-if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+if [[ ! -f $stamp || pyproject.toml -nt $stamp || benchmarks/requirements.txt -nt $stamp ]]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    .venv/bin/python -m pip install -q -e '.[dev]' -r benchmarks/requirements.txt
     touch "$stamp"
 fi

@@ -77,7 +77,7 @@ class Connector:
         return f"<Connector {self._cfg.endpoint} auth={self._cfg.auth}>"
 
 
-_connectors: dict[tuple[str, str | None], Connector] = {}
+_connectors: dict[object, Connector] = {}
 _connectors_lock = threading.Lock()
 
 
@@ -93,17 +93,23 @@ def connect(url: str | Config | None = None, **options: Any) -> Any:
         TLSError: the server's certificate is not trusted or does not name the host.
         AuthenticationError: the database refused the credentials after one refresh.
     """
+    # Keyed by the caller's own arguments: a repeated call skips parsing altogether.
+    key = ("config", id(url)) if isinstance(url, Config) else repr((url, sorted(options.items())))
+    connector = _connectors.get(key)
+    if connector is None:
+        connector = _new_connector(key, url, options)
+    return connector.connect()
+
+
+def _new_connector(key: object, url: str | Config | None, options: dict[str, Any]) -> Connector:
     cfg, unknown = split_options(url, options)
     if unknown:
         raise ConfigError(
             f"unknown option {', '.join(sorted(unknown))}; pass driver arguments in connect_args="
         )
-    key = (repr(cfg), cfg.password)
     with _connectors_lock:
-        connector = _connectors.get(key)
-        if connector is None:
-            connector = _connectors[key] = Connector(cfg)
-    return connector.connect()
+        # The connector keeps `url` alive, so an id() key cannot be reused by another Config.
+        return _connectors.setdefault(key, Connector(cfg))
 
 
 def _translate(exc: Exception, failure: Failure | None, cfg: Config) -> Exception:

@@ -14,7 +14,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from securedb.config import Config, is_loopback
+from securedb.config import Config
 
 __all__ = ["PROXY_BUNDLE", "RDS_BUNDLE", "ca_file", "libpq_params", "ssl_context"]
 
@@ -65,7 +65,7 @@ def libpq_params(cfg: Config) -> dict[str, Any]:
 def socket_address(tunnel: tuple[str, int]) -> tuple[str, int]:
     """The numeric address of a tunnel's local end (libpq's ``hostaddr`` takes no name)."""
     host, port = tunnel
-    if is_loopback(host) and host.lower() == "localhost":
+    if host.lower() == "localhost":
         return "127.0.0.1", port
     info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return str(info[0][4][0]), port

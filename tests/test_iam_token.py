@@ -86,9 +86,17 @@ def test_no_region(monkeypatch: pytest.MonkeyPatch, aws_keys: None) -> None:
 def test_same_token_as_botocore(host: str, session_token: str | None) -> None:
     """Signed at the same second with the same keys, the token is botocore's, byte for byte."""
     when = datetime.datetime(2026, 11, 25, 3, 4, 5, tzinfo=datetime.timezone.utc)
-    ours = presign(host, 5432, "app user+1", "eu-west-2",
-                   (ACCESS_KEY_ID, SECRET_ACCESS_KEY, session_token), 900, when)
-    theirs = tokens.mint(host, 5432, "app user+1", session_token=session_token, signed_at=when,
-                         region="eu-west-2")
+    ours = presign(
+        host,
+        5432,
+        "app user+1",
+        "eu-west-2",
+        (ACCESS_KEY_ID, SECRET_ACCESS_KEY, session_token),
+        900,
+        when,
+    )
+    theirs = tokens.mint(
+        host, 5432, "app user+1", session_token=session_token, signed_at=when, region="eu-west-2"
+    )
     assert ours.partition("?")[0] == theirs.partition("?")[0]
     assert parse_qs(ours.partition("?")[2]) == parse_qs(theirs.partition("?")[2])

@@ -92,3 +92,17 @@ def test_unreachable_secrets_manager(
     monkeypatch.setattr("securedb.credentials.aws._session", None)
     with pytest.raises(errors.CredentialsError, match="cannot reach"):
         source("rds/any").fetch()
+
+
+def test_region_from_aws_region_alone(
+    aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lambda sets AWS_REGION; botocore reads only AWS_DEFAULT_REGION."""
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    monkeypatch.setattr("securedb.credentials.aws._session", None)
+    boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name="rds/region", SecretString=json.dumps(GOOD)
+    )
+    assert SecretSource("rds/region", None, 3600).fetch().user == "app"

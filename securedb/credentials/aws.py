@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -71,8 +72,17 @@ def session() -> botocore.session.Session:
 
 
 def region_or_default(region: str | None, what: str) -> str:
-    """`region`, else the AWS config's region, else a CredentialsError saying what to set."""
-    found = region or session().get_config_variable("region")
+    """`region`, else AWS_REGION / AWS_DEFAULT_REGION, else the AWS config's region.
+
+    botocore itself reads only AWS_DEFAULT_REGION; Lambda and the AWS SDKs set AWS_REGION.
+    """
+    env = os.environ
+    found = (
+        region
+        or env.get("AWS_REGION")
+        or env.get("AWS_DEFAULT_REGION")
+        or session().get_config_variable("region")
+    )
     if not found:
         raise CredentialsError(
             f"no AWS region for {what}: pass region=, set AWS_REGION, "

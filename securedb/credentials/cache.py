@@ -31,6 +31,7 @@ logger = logging.getLogger("securedb.credentials")
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 30.0
 MIN_FORCED_INTERVAL = 1.0
+IDLE_CHECK = 60.0  # how often a sleeping refresher looks whether its cache is gone
 
 
 class RefreshAheadCache:
@@ -172,7 +173,7 @@ def _refresher(ref: weakref.ref[RefreshAheadCache], wake: threading.Event) -> No
     """Background refresher: sleep until the refresh is due, refresh, repeat.
 
     It holds the cache only weakly, so a cache nobody uses any more (its engine was
-    dropped) is collected, and the thread ends at its next wake-up.
+    dropped) is collected, and the thread ends within a minute.
     """
     while (cache := ref()) is not None and not cache._closed:
         delay = cache._due_in()
@@ -181,7 +182,7 @@ def _refresher(ref: weakref.ref[RefreshAheadCache], wake: threading.Event) -> No
                 cache._refresh(wait=True)
             continue
         del cache
-        wake.wait(delay)
+        wake.wait(min(delay, IDLE_CHECK))
         wake.clear()
 
 

@@ -30,10 +30,9 @@ READ_ONLY_ERRNOS = {1290, 1836}
 CLEARTEXT_PLUGINS = (b"mysql_clear_password", b"dialog")
 
 
-# A write the peer does not take within 10 s means it is gone. Reads have no timeout by
-# default (queries may be long): the socket's keepalives notice a silent peer instead.
-WRITE_TIMEOUT = 10
-# Keepalive probes after 5 s idle; unacknowledged data or probes abort after 9 s.
+# A silent peer is noticed by the socket itself, not by read or write timeouts (those
+# would cut long queries short, and PyMySQL re-arms them with two syscalls per query):
+# keepalive probes after 5 s idle; unacknowledged data or probes abort after 9 s.
 SOCKET_OPTIONS = [
     (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
     (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
@@ -54,7 +53,6 @@ def connect_kwargs(cfg: Config, cred: Credential) -> dict[str, Any]:
         "password": cred.password,
         "ssl": tls.ssl_context(cfg),
         "connect_timeout": max(1, math.ceil(cfg.connect_timeout)),
-        "write_timeout": WRITE_TIMEOUT,
         **cfg.connect_args,
     }
 

@@ -1,0 +1,1 @@
+"""securedb's benchmark harness: `python -m benchmarks.run` (see benchmarks/README.md)."""

@@ -1,0 +1,215 @@
+"""Benchmark securedb against bare drivers, pools and its peers on the local bed.
+
+    .venv/bin/python -m benchmarks.run [--quick] [--out docs/benchmarks] [--case ID ...]
+    .venv/bin/python -m benchmarks.run --report-only   # redraw from results.json
+
+The bed is started once; every case runs against its real servers. Outputs: results.json,
+README.md (the tables, with whether securedb met each target) and one PNG per case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from benchmarks import cases_connect, cases_credentials, cases_pooling, cases_startup
+from benchmarks import report as report_module
+from benchmarks.context import Ctx
+from benchmarks.harness import FULL, QUICK, Scale, failure
+
+ROOT = Path(__file__).resolve().parents[1]
+WRAPPER, SECRET_CACHE = "aws_advanced_python_wrapper", "aws_secretsmanager_caching"
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    id: str
+    run: Callable[[Ctx, Scale], dict[str, Any]]
+    requires: tuple[str, ...]  # peer modules; without them the case reports them missing
+
+
+CASES = [
+    Case("import_cost", cases_startup.import_cost, (WRAPPER, "boto3")),
+    Case("cached_lookup", cases_credentials.cached_lookup, (SECRET_CACHE, "boto3")),
+    Case("contention", cases_credentials.contention, (SECRET_CACHE, "boto3")),
+    Case("first_token", cases_startup.first_token, ("boto3",)),
+    Case("pool_checkout", cases_pooling.pool_checkout, ()),
+    Case("per_query", cases_pooling.per_query, (WRAPPER,)),
+    Case("new_connection", cases_connect.new_connection, (WRAPPER, "boto3")),
+    Case("storm", cases_connect.storm, ()),
+]
+PACKAGES = (
+    "securedb",
+    "psycopg",
+    "psycopg-binary",
+    "psycopg-pool",
+    "PyMySQL",
+    "SQLAlchemy",
+    "botocore",
+    "boto3",
+    "aws-advanced-python-wrapper",
+    "aws-secretsmanager-caching",
+    "matplotlib",
+)
+
+
+def run_cases(
+    bed: Any, scale: Scale, cases: list[Case] | None = None, *, echo: bool = False
+) -> dict[str, Any]:
+    """Run `cases` (default: all) on a started bed; the AWS environment must point at it."""
+    ctx = Ctx(bed)
+    started = time.monotonic()
+    out: dict[str, Any] = {}
+    for case in cases if cases is not None else CASES:
+        case_started = time.monotonic()
+        try:
+            with refreshers_stopped():
+                result = case.run(ctx, scale)
+        except Exception as exc:
+            result = {"title": case.id, "target": "—", "met": False, "contenders": []}
+            result.update(verdict="the case failed", error=failure(exc), unit="ns")
+        result["seconds"] = round(time.monotonic() - case_started, 1)
+        out[case.id] = result
+        if echo:
+            print(f"{case.id}: {result['verdict']} ({result['seconds']} s)", flush=True)
+    results = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "scale": dataclasses.asdict(scale),
+        "machine": machine(),
+        "packages": versions(),
+        "bed_start_seconds": round(bed.start_seconds, 2),
+        "duration_seconds": round(time.monotonic() - started, 1),
+        "cases": out,
+    }
+    return scrub(results, {str(bed.root): "<bed>", str(ROOT): "<repo>", sys.prefix: "<venv>"})
+
+
+@contextlib.contextmanager
+def refreshers_stopped() -> Iterator[None]:
+    """Close the credential caches a case made, and forget its `securedb.connect` connectors.
+
+    `engine.dispose()` and `pool.close()` leave the cache's background refresher thread
+    waiting for its next refresh (minutes away), and `securedb.connect` keeps its
+    connectors for the life of the process; a case makes hundreds. Closing them keeps the
+    next case (and, under pytest, the next test) free of those threads. securedb has no
+    public way to do this, so the harness notes each cache made and closes it after.
+    """
+    from securedb import connector
+    from securedb.credentials.cache import RefreshAheadCache
+
+    made: list[RefreshAheadCache] = []
+    original = RefreshAheadCache.__init__
+
+    def noting(self: RefreshAheadCache, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    keys = set(connector._connectors)
+    RefreshAheadCache.__init__ = noting  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        RefreshAheadCache.__init__ = original  # type: ignore[method-assign]
+        with connector._connectors_lock:
+            for key in set(connector._connectors) - keys:
+                connector._connectors.pop(key)
+        for cache in made:
+            cache.close()
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+    }
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    try:
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    if commit:
+        found["securedb"] += f" ({commit})"
+    return found
+
+
+def scrub(value: Any, replacements: dict[str, str]) -> Any:
+    """`value` with machine-specific paths (the bed's directory, the checkout) replaced."""
+    if isinstance(value, str):
+        for old, new in replacements.items():
+            value = value.replace(old, new)
+        return value
+    if isinstance(value, dict):
+        return {k: scrub(v, replacements) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, replacements) for v in value]
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke run")
+    parser.add_argument("--out", default="docs/benchmarks", help="output directory")
+    parser.add_argument("--case", action="append", choices=[c.id for c in CASES])
+    parser.add_argument(
+        "--report-only", action="store_true", help="redraw README.md and plots from results.json"
+    )
+    args = parser.parse_args(argv)
+    if args.report_only:
+        results = json.loads((Path(args.out) / "results.json").read_text())
+        for path in report_module.write(results, Path(args.out)):
+            print(f"wrote {path}")
+        return 0
+
+    from bed.bed import Bed, can_start
+
+    reason = can_start()
+    if reason:
+        print(f"benchmarks: the bed cannot start here: {reason}", file=sys.stderr)
+        return 1
+    cases = [c for c in CASES if not args.case or c.id in args.case]
+    with Bed() as bed:
+        os.environ.update(bed.aws_env())
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
+            os.environ.pop(name, None)
+        print(f"bed up in {bed.start_seconds:.1f} s", flush=True)
+        results = run_cases(bed, QUICK if args.quick else FULL, cases, echo=True)
+    for path in report_module.write(results, Path(args.out)):
+        print(f"wrote {path}")
+    missed = [case_id for case_id, case in results["cases"].items() if not case["met"]]
+    print("targets missed: " + (", ".join(missed) if missed else "none"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

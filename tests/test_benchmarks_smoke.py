@@ -1,0 +1,70 @@
+"""The benchmark harness runs every case once, with tiny counts, so it cannot rot.
+
+No timing is asserted: only that each case ran, every contender produced samples (or,
+for a peer, said why it could not), and the outputs were written. Cases whose peers are
+not importable are left out (benchmarks/requirements.txt installs them).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bed.bed import Bed
+from benchmarks import report, run
+from benchmarks.harness import QUICK
+
+pytestmark = [pytest.mark.bed, pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def _close_xray_socket() -> Iterator[None]:
+    """The AWS wrapper imports aws_xray_sdk, whose recorder opens a UDP socket at import
+    and never closes it: under warnings-as-errors its ResourceWarning at exit is noise."""
+    yield
+    xray = sys.modules.get("aws_xray_sdk.core")
+    sock = getattr(getattr(getattr(xray, "xray_recorder", None), "emitter", None), "_socket", None)
+    if sock is not None:
+        sock.close()
+
+
+def importable(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def test_every_case_runs_once(bed: Bed, aws_env: dict[str, str], tmp_path: Path) -> None:
+    cases = [c for c in run.CASES if all(importable(m) for m in c.requires)]
+    assert cases, "no benchmark case has its peers installed"
+
+    results = run.run_cases(bed, QUICK, cases)
+
+    assert list(results["cases"]) == [c.id for c in cases]
+    assert results["machine"]["cpu_count"]
+    assert results["packages"]["securedb"]
+    for case_id, case in results["cases"].items():
+        assert "error" not in case, f"{case_id}: {case.get('error')}"
+        assert isinstance(case["met"], bool), case_id
+        assert case["contenders"], case_id
+        for contender in case["contenders"]:
+            who = f"{case_id}: {contender['name']}"
+            assert contender["unavailable"] is None, f"{who}: {contender['unavailable']}"
+            assert contender["n"] > 0, who
+            assert contender["median"] > 0, who
+
+    written = report.write(results, tmp_path, plots=importable("matplotlib"))
+    names = {path.name for path in written}
+    assert {"results.json", "README.md"} <= names
+    if importable("matplotlib"):
+        assert {f"{c.id}.png" for c in cases} <= names
+    assert json.loads((tmp_path / "results.json").read_text())["cases"].keys() == {
+        c.id for c in cases
+    }
+    markdown = (tmp_path / "README.md").read_text()
+    for case in results["cases"].values():
+        assert case["title"] in markdown
+    assert str(bed.root) not in markdown, "a machine path leaked into the report"
