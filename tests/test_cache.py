@@ -165,6 +165,8 @@ def test_background_refreshes_on_its_thread() -> None:
     cache = RefreshAheadCache(source, "background")
     try:
         assert cache.get().password == "p1"
+        thread = cache._thread
+        assert thread is not None
         deadline = time.monotonic() + 5
         while source.fetches < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -172,7 +174,7 @@ def test_background_refreshes_on_its_thread() -> None:
         assert cache.get().password != "p1"
     finally:
         cache.close()
-    assert not [t for t in threading.enumerate() if t.name.startswith("securedb-refresh")]
+    assert not thread.is_alive()
 
 
 def test_background_thread_ends_with_its_cache() -> None:
