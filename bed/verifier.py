@@ -14,25 +14,40 @@ by a known access key. The log records the reason for each refusal, never the to
 
 from __future__ import annotations
 
-import calendar
+import datetime
 import hashlib
 import hmac
 import json
 import os
+import re
 import time
 import urllib.parse
 
 MAX_CLOCK_SKEW = 300
-# botocore presigns an https URL with an empty body, so the payload hash is sha256("").
+# botocore's SigV4QueryAuth keeps SigV4Auth's payload hash (only S3 presigns use
+# UNSIGNED-PAYLOAD): the request is https with its body moved into the query, so sha256("").
 EMPTY_PAYLOAD = hashlib.sha256(b"").hexdigest()
 QUOTE_SAFE = "-_.~"
+REQUIRED = (
+    "Action",
+    "DBUser",
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+)
+BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+STAMP = re.compile(r"(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z")
+EXPIRES = re.compile(r"[0-9]{1,9}")
 
 
 def verify(token: str, user: str, conf: dict, group: str, now: float) -> str | None:
     """Return None if `token` is valid for `user` on an endpoint of `group`, else why not."""
     endpoint, sep, query = token.partition("/?")
-    endpoint = endpoint.lower()  # as botocore signs it
-    if not sep or not endpoint or not query:
+    endpoint = endpoint.lower()  # botocore signs the lowercased host
+    if not sep or not endpoint or not query or BAD_ESCAPE.search(query):
         return "malformed"
     try:
         pairs = urllib.parse.parse_qsl(
@@ -41,20 +56,19 @@ def verify(token: str, user: str, conf: dict, group: str, now: float) -> str | N
     except (ValueError, UnicodeError):
         return "malformed"
     params = dict(pairs)
-    if len(params) != len(pairs):
+    if len(params) != len(pairs) or any(name not in params for name in REQUIRED):
         return "malformed"
-    if params.get("Action") != "connect":
+    if params["Action"] != "connect":
         return "action"
-    if params.get("DBUser") != user:
+    if params["DBUser"] != user:
         return "user"
-    if endpoint not in conf["groups"].get(group, ()):
+    if endpoint not in {e.lower() for e in conf["groups"].get(group, ())}:
         return "endpoint"
-    if params.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256":
+    if params["X-Amz-Algorithm"] != "AWS4-HMAC-SHA256":
         return "algorithm"
-    if params.get("X-Amz-SignedHeaders") != "host":
-        return "malformed"
-    scope = params.get("X-Amz-Credential", "").split("/")
-    stamp = params.get("X-Amz-Date", "")
+    if params["X-Amz-SignedHeaders"] != "host":
+        return "signed_headers"
+    scope, stamp = params["X-Amz-Credential"].split("/"), params["X-Amz-Date"]
     if len(scope) != 5 or scope[1] != stamp[:8]:
         return "credential"
     key_id, day, region, service, terminator = scope
@@ -63,11 +77,15 @@ def verify(token: str, user: str, conf: dict, group: str, now: float) -> str | N
     secret = conf["access_keys"].get(key_id)
     if secret is None:
         return "unknown_key"
-    try:
-        signed_at = calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%SZ"))
-        expires = int(params.get("X-Amz-Expires", ""))
+    stamp_parts = STAMP.fullmatch(stamp)
+    if not stamp_parts or not EXPIRES.fullmatch(params["X-Amz-Expires"]):
+        return "malformed"
+    try:  # not time.strptime: its lazy import is not thread-safe (MariaDB runs PAM in threads)
+        fields = (int(f) for f in stamp_parts.groups())
+        signed_at = datetime.datetime(*fields, tzinfo=datetime.timezone.utc).timestamp()
     except ValueError:
         return "malformed"
+    expires = int(params["X-Amz-Expires"])
     if not 0 < expires <= conf.get("max_expires", 900):
         return "expires_too_long"
     if now >= signed_at + expires:
@@ -75,7 +93,7 @@ def verify(token: str, user: str, conf: dict, group: str, now: float) -> str | N
     if signed_at > now + MAX_CLOCK_SKEW:
         return "not_yet_valid"
     expected = signature(secret, endpoint, pairs, stamp, day, region)
-    if not hmac.compare_digest(expected, params.get("X-Amz-Signature", "")):
+    if not hmac.compare_digest(expected.encode(), params["X-Amz-Signature"].encode()):
         return "signature"
     return None
 
@@ -84,12 +102,14 @@ def signature(
     secret: str, endpoint: str, pairs: list[tuple[str, str]], stamp: str, day: str, region: str
 ) -> str:
     """The SigV4 signature of a presigned GET to `endpoint` with these query parameters."""
-    query = "&".join(
-        f"{urllib.parse.quote(k, safe=QUOTE_SAFE)}={urllib.parse.quote(v, safe=QUOTE_SAFE)}"
-        for k, v in sorted(pairs)
+    encoded = sorted(
+        (urllib.parse.quote(k, safe=QUOTE_SAFE), urllib.parse.quote(v, safe=QUOTE_SAFE))
+        for k, v in pairs
         if k != "X-Amz-Signature"
     )
-    canonical = "\n".join(["GET", "/", query, f"host:{endpoint}", "", "host", EMPTY_PAYLOAD])
+    query = "&".join(f"{k}={v}" for k, v in encoded)
+    host = endpoint.removesuffix(":443")  # botocore leaves the https default port out
+    canonical = "\n".join(["GET", "/", query, f"host:{host}", "", "host", EMPTY_PAYLOAD])
     scope = f"{day}/{region}/rds-db/aws4_request"
     to_sign = "\n".join(
         ["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()]
@@ -112,9 +132,9 @@ def pam_sm_authenticate(pamh, flags, argv):
         reasons = [
             verify(token or "", user, conf, group, time.time()) for conf in _confs(conf_path)
         ]
-        reason = "ok" if None in reasons else (reasons[0] if reasons else "no configuration")
+        reason = "ok" if None in reasons else (reasons[0] if reasons else "no_conf")
     except Exception as exc:
-        reason = f"error:{type(exc).__name__}"
+        reason = f"error:{type(exc).__name__}"  # never the message: it could quote the token
     _log(conf_path, group, user, reason)
     return pamh.PAM_SUCCESS if reason == "ok" else pamh.PAM_AUTH_ERR
 
@@ -144,8 +164,10 @@ def _confs(conf_path: str) -> list[dict]:
     return confs
 
 
-def _log(conf_path: str, group: str, user: str, reason: str) -> None:
-    line = f"{time.strftime('%H:%M:%S')} {group} {user} {reason}\n"
+def _log(conf_path: str, group: str, user: object, reason: str) -> None:
+    """Append `time group user reason`; the user is the client's, so kept to one word."""
+    name = "".join(c if c.isprintable() and not c.isspace() else "?" for c in str(user)[:64])
+    line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {group} {name} {reason}\n"
     folder = conf_path if os.path.isdir(conf_path) else os.path.dirname(conf_path)
     try:
         with open(os.path.join(folder, "verifier.log"), "a") as f:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import datetime
+import random
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,18 @@ def test_host_is_case_insensitive() -> None:
     assert check(tokens.mint(HOST.upper(), PORT, USER)) is None
 
 
+def test_localhost_endpoint() -> None:
+    assert check(tokens.mint("localhost", 5432, USER)) is None
+
+
+def test_default_https_port_is_left_out_of_the_signed_host() -> None:
+    """botocore signs `host` without `:443`, though the token keeps it."""
+    conf = {**CONF, "groups": {"pg": [f"{HOST}:443"]}}
+    token = tokens.mint(HOST, 443, USER)
+    assert token.startswith(f"{HOST}:443/?")
+    assert verifier.verify(token, USER, conf, "pg", time.time()) is None
+
+
 def replace_param(token: str, name: str, value: str) -> str:
     head, _, query = token.partition("/?")
     parts = [p if not p.startswith(f"{name}=") else f"{name}={value}" for p in query.split("&")]
@@ -71,8 +84,19 @@ PAST = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds
         ("hunter2", USER, "malformed"),
         (f"{HOST}:{PORT}/?", USER, "malformed"),
         (f"{HOST}:{PORT}/?Action=connect&&DBUser={USER}", USER, "malformed"),
-        (f"{HOST}:{PORT}/?Action=connect&DBUser={USER}", USER, "algorithm"),
-        (f"{HOST}:5433/?Action=connect&DBUser={USER}", USER, "endpoint"),
+        (f"{HOST}:{PORT}/?Action=connect&DBUser={USER}", USER, "malformed"),
+        (f"{HOST}:5433/?Action=connect&DBUser={USER}", USER, "malformed"),
+        (GOOD.replace("&X-Amz-Expires=900", ""), USER, "malformed"),
+        (GOOD.rsplit("&X-Amz-Signature=", 1)[0], USER, "malformed"),
+        (replace_param(GOOD, "DBUser", f"{USER}%zz"), f"{USER}%zz", "malformed"),
+        (replace_param(GOOD, "X-Amz-Expires", "9_00"), USER, "malformed"),
+        (
+            replace_param(GOOD, "X-Amz-Date", GOOD.split("X-Amz-Date=")[1][:8] + "T250000Z"),
+            USER,
+            "malformed",
+        ),
+        (replace_param(GOOD, "X-Amz-Signature", "%C3%A9"), USER, "signature"),
+        (replace_param(GOOD, "X-Amz-SignedHeaders", "host%3Bx-amz-date"), USER, "signed_headers"),
         (
             f"localhost:5432/?Action=connect&DBUser={USER}&X-Amz-Algorithm=AWS4-HMAC-SHA256",
             USER,
@@ -90,13 +114,26 @@ def test_not_yet_valid() -> None:
     assert check(GOOD, now=time.time() - 3600) == "not_yet_valid"
 
 
+def test_mangled_tokens_get_a_reason_and_never_raise() -> None:
+    rng = random.Random(0)
+    mangled = [GOOD[:i] for i in range(len(GOOD))]
+    for _ in range(2000):
+        chars = list(GOOD)
+        chars[rng.randrange(len(chars))] = chr(rng.randrange(0x20, 0x3000))
+        mangled.append("".join(chars))
+    reasons = {check(token) for token in mangled}
+    assert None not in reasons
+    assert all(isinstance(r, str) and r.isidentifier() for r in reasons), reasons
+
+
 class FakePam:
     """pam_python's handle, reduced to what the module uses (pure logic, no PAM stack)."""
 
     PAM_SUCCESS, PAM_AUTH_ERR, PAM_PROMPT_ECHO_OFF = 0, 7, 1
 
-    def __init__(self, user: str, token: str) -> None:
-        self.user, self.token, self.authtok = user, token, None
+    def __init__(self, user: str, token: str, *, authtok: str | None = None) -> None:
+        self.user, self.token, self.authtok = user, token, authtok
+        self.prompts: list[str] = []
 
     def get_user(self, prompt: Any) -> str:
         return self.user
@@ -106,27 +143,90 @@ class FakePam:
             self.style, self.text = style, text
 
     def conversation(self, message: Any) -> Any:
+        assert message.style == self.PAM_PROMPT_ECHO_OFF
+        self.prompts.append(message.text)
         return type("Response", (), {"resp": self.token})()
+
+
+def authenticate(pamh: FakePam, conf_path: Path, group: str = "pg") -> int:
+    result: int = verifier.pam_sm_authenticate(pamh, 0, ["verifier.py", str(conf_path), group])
+    return result
+
+
+def write_conf(folder: Path, name: str = "verifier.json", conf: dict = CONF) -> Path:
+    path = folder / name
+    path.write_text(verifier.json.dumps(conf))
+    return path
+
+
+SESSION_TOKEN = "IQoJb3JpZ2luX2VjE/+=" * 80
+WITH_SESSION = tokens.mint(HOST, PORT, USER, session_token=SESSION_TOKEN)
 
 
 @pytest.mark.parametrize(
     ("token", "expected", "logged"),
     [
         (GOOD, FakePam.PAM_SUCCESS, "ok"),
+        (WITH_SESSION, FakePam.PAM_SUCCESS, "ok"),
         (GOOD[:-2] + "00", FakePam.PAM_AUTH_ERR, "signature"),
+        (
+            replace_param(WITH_SESSION, "X-Amz-Expires", "3600"),
+            FakePam.PAM_AUTH_ERR,
+            "expires_too_long",
+        ),
     ],
 )
+@pytest.mark.parametrize("via_conversation", [True, False])
 def test_pam_entry_point_logs_reason_not_token(
-    tmp_path: Path, token: str, expected: int, logged: str
+    tmp_path: Path, token: str, expected: int, logged: str, via_conversation: bool
 ) -> None:
-    conf = tmp_path / "verifier.json"
-    conf.write_text(verifier.json.dumps(CONF))
-    result = verifier.pam_sm_authenticate(FakePam(USER, token), 0, ["verifier.py", str(conf), "pg"])
-    assert result == expected
+    pamh = FakePam(USER, token, authtok=None if via_conversation else token)
+    assert authenticate(pamh, write_conf(tmp_path)) == expected
+    assert pamh.prompts == (["Password: "] if via_conversation else [])
     log = (tmp_path / "verifier.log").read_text()
+    assert log.count("\n") == 1
     assert log.rstrip().endswith(f"pg {USER} {logged}")
-    assert "X-Amz" not in log
-    assert token.rsplit("=", 1)[-1] not in log
+    for secret in ("X-Amz", "Amz", token.rsplit("=", 1)[-1], ACCESS_KEY_ID, "IQoJb3"):
+        assert secret not in log
+
+
+def test_pam_without_configuration_refuses(tmp_path: Path) -> None:
+    assert authenticate(FakePam(USER, GOOD), tmp_path / "absent.json") == FakePam.PAM_AUTH_ERR
+    assert (tmp_path / "verifier.log").read_text().rstrip().endswith(f"pg {USER} no_conf")
+
+
+def test_pam_error_logs_exception_type_only(tmp_path: Path) -> None:
+    class Broken(FakePam):
+        def get_user(self, prompt: Any) -> str:
+            raise RuntimeError(GOOD)
+
+    assert authenticate(Broken(USER, GOOD), write_conf(tmp_path)) == FakePam.PAM_AUTH_ERR
+    log = (tmp_path / "verifier.log").read_text()
+    assert log.rstrip().endswith("pg ? error:RuntimeError")
+    assert "Amz" not in log
+
+
+def test_pam_log_keeps_a_hostile_user_name_on_one_line(tmp_path: Path) -> None:
+    assert authenticate(FakePam("a b\nc", GOOD), write_conf(tmp_path)) == FakePam.PAM_AUTH_ERR
+    assert (tmp_path / "verifier.log").read_text().splitlines()[-1].endswith(" pg a?b?c user")
+
+
+def test_pam_shared_directory_accepts_what_any_bed_accepts(tmp_path: Path) -> None:
+    """PgBouncer's service points at a directory holding each running bed's configuration."""
+    other = {**CONF, "access_keys": {"AKIAOTHERBED00000000": "other-secret"}}
+    write_conf(tmp_path, "a.json", other)
+    write_conf(tmp_path, "b.json")
+    assert authenticate(FakePam(USER, GOOD), tmp_path) == FakePam.PAM_SUCCESS
+    assert authenticate(FakePam("app_user", GOOD), tmp_path) == FakePam.PAM_AUTH_ERR
+    lines = (tmp_path / "verifier.log").read_text().splitlines()
+    assert lines[0].endswith(f"pg {USER} ok")
+    assert lines[1].endswith("pg app_user user")
+
+
+def test_pam_other_entry_points_succeed() -> None:
+    pamh = FakePam(USER, GOOD)
+    assert verifier.pam_sm_setcred(pamh, 0, []) == FakePam.PAM_SUCCESS
+    assert verifier.pam_sm_acct_mgmt(pamh, 0, []) == FakePam.PAM_SUCCESS
 
 
 def test_stdlib_only() -> None:
