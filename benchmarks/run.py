@@ -100,11 +100,9 @@ def run_cases(
 def refreshers_stopped() -> Iterator[None]:
     """Close the credential caches a case made, and forget its `securedb.connect` connectors.
 
-    `engine.dispose()` and `pool.close()` leave the cache's background refresher thread
-    waiting for its next refresh (minutes away), and `securedb.connect` keeps its
-    connectors for the life of the process; a case makes hundreds. Closing them keeps the
-    next case (and, under pytest, the next test) free of those threads. securedb has no
-    public way to do this, so the harness notes each cache made and closes it after.
+    `engine.dispose()` and `pool.close()` release their caches, but `securedb.connect`
+    keeps its most recent connectors, and some cases make caches directly. Closing them
+    keeps the next case (and, under pytest, the next test) free of their threads.
     """
     from securedb import connector
     from securedb.credentials.cache import RefreshAheadCache
@@ -116,15 +114,12 @@ def refreshers_stopped() -> Iterator[None]:
         original(self, *args, **kwargs)
         made.append(self)
 
-    keys = set(connector._connectors)
     RefreshAheadCache.__init__ = noting  # type: ignore[method-assign]
     try:
         yield
     finally:
         RefreshAheadCache.__init__ = original  # type: ignore[method-assign]
-        with connector._connectors_lock:
-            for key in set(connector._connectors) - keys:
-                connector._connectors.pop(key)
+        connector.reset()
         for cache in made:
             cache.close()
 

@@ -1,41 +1,102 @@
-"""The securedb command. ``securedb ca refresh`` updates the bundled RDS CA snapshot."""
+"""The securedb command.
+
+``securedb ca check`` reports on a CA bundle (the bundled RDS snapshot by default): every
+certificate, its expiry, and which AWS regions have a valid CA; it exits 1 when a region
+named in the bundle has none. ``securedb ca refresh`` (maintainers) replaces the bundled
+snapshot with AWS's current trust store.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from securedb.errors import SecureDBError
+from securedb.errors import SecureDBError, TLSError
+
+if TYPE_CHECKING:
+    from securedb import ca
 
 __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line `argv` (default: ``sys.argv[1:]``); return the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (SecureDBError, ImportError) as exc:
+        print(f"securedb: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="securedb")
     commands = parser.add_subparsers(dest="command", required=True)
-    ca = commands.add_parser("ca", help="the bundled RDS CA snapshot")
-    ca_commands = ca.add_subparsers(dest="ca_command", required=True)
+    ca_parser = commands.add_parser("ca", help="the bundled RDS CA snapshot")
+    ca_commands = ca_parser.add_subparsers(dest="ca_command", required=True)
+    check = ca_commands.add_parser("check", help="list certificates and the regions they cover")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--bundle", type=Path, help="PEM bundle to check (default: the bundled one)")
+    check.set_defaults(run=_check)
     refresh = ca_commands.add_parser("refresh", help="download, check and write the bundles")
     refresh.add_argument("--output", type=Path, help="directory to write (default: the package's)")
     refresh.add_argument("--rds-url", help="where AWS publishes global-bundle.pem")
     refresh.add_argument("--ats-url", action="append", help="an Amazon Trust Services root")
     refresh.add_argument("--cafile", help="trust store for the download itself")
-    args = parser.parse_args(argv)
+    refresh.set_defaults(run=_refresh)
+    return parser
 
-    from securedb import ca as ca_module
+
+def _check(args: argparse.Namespace) -> int:
+    from securedb import ca
+    from securedb.tls import RDS_BUNDLE
+
+    path: Path = args.bundle or RDS_BUNDLE
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise TLSError(
+            f"cannot read {path}: {exc.strerror}; pass --bundle with a PEM file"
+        ) from None
+    report = ca.inspect(pem, datetime.datetime.now(datetime.timezone.utc), source=str(path))
+    print(json.dumps(report, indent=2) if args.json else _text(report))
+    return 0 if report["ok"] else 1
+
+
+def _text(report: ca.BundleReport) -> str:
+    lines = [_line(cert) for cert in report["certificates"]]
+    regions = report["regions"]
+    covered = sorted(region for region, counts in regions.items() if counts["valid"])
+    missing = sorted(region for region, counts in regions.items() if not counts["valid"])
+    lines.append(f"regions with a valid CA ({len(covered)}): {', '.join(covered) or 'none'}")
+    lines.append(f"partitions: {', '.join(report['partitions']) or 'none'}")
+    if missing:
+        lines.append(
+            f"regions without a valid CA: {', '.join(missing)}; run `securedb ca refresh` "
+            "or pass ca_bundle= with AWS's current global-bundle.pem"
+        )
+    return "\n".join(lines)
+
+
+def _line(cert: ca.CertificateReport) -> str:
+    state = "EXPIRED" if cert["expired"] else "valid"
+    return f"{cert['not_after'][:10]}  {state:7}  {cert['subject']}"
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    from securedb import ca
     from securedb.tls import DATA
 
-    try:
-        provenance = ca_module.refresh(
-            output=args.output or DATA,
-            rds_url=args.rds_url or ca_module.RDS_URL,
-            ats_urls=tuple(args.ats_url or ca_module.ATS_URLS),
-            cafile=args.cafile,
-        )
-    except SecureDBError as exc:
-        print(f"securedb: {exc}", file=sys.stderr)
-        return 1
+    provenance = ca.refresh(
+        output=args.output or DATA,
+        rds_url=args.rds_url or ca.RDS_URL,
+        ats_urls=tuple(args.ats_url or ca.ATS_URLS),
+        cafile=args.cafile,
+    )
     for name, facts in provenance.items():
         print(f"{name}: {facts['certificates']} certificates, sha256 {facts['sha256']}")
     return 0

@@ -9,21 +9,27 @@ import dataclasses
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from securedb.errors import ConfigError
 
 __all__ = ["Config"]
 
-AUTH_MODES = ("iam", "secret", "password")
-REFRESH_MODES = ("background", "lazy")
+AuthMode = Literal["iam", "secret", "password"]
+RefreshMode = Literal["background", "lazy"]
+Engine = Literal["postgresql", "mysql"]
+AUTH_MODES: tuple[str, ...] = get_args(AuthMode)
+REFRESH_MODES: tuple[str, ...] = get_args(RefreshMode)
+ENGINES: tuple[str, ...] = get_args(Engine)
 MAX_IAM_TOKEN_TTL = 900
 DEFAULT_IAM_TOKEN_TTL = 900
 DEFAULT_SECRET_TTL = 3600
+MAX_SECRET_TTL = 7 * 24 * 3600.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
+MAX_TIMEOUT = 3600.0
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 SCHEMES = {
     "postgresql": "postgresql",
@@ -35,7 +41,7 @@ SCHEMES = {
     "mariadb+pymysql": "mysql",
 }
 # Engines named in RDS-managed secrets.
-SECRET_ENGINES = {
+SECRET_ENGINES: dict[str, Engine] = {
     "postgres": "postgresql",
     "postgresql": "postgresql",
     "aurora-postgresql": "postgresql",
@@ -58,38 +64,60 @@ ENV_VARS = {
     "SECUREDB_REFRESH": "refresh",
     "SECUREDB_CONNECT_TIMEOUT": "connect_timeout",
 }
-# Driver arguments securedb owns: credentials come from `auth`, trust from `ca_bundle`.
-OWNED_ARGS = {
-    "password": "put a password in the URL with auth='password', or use auth='iam' / secret_id",
-    "passwd": "put a password in the URL with auth='password', or use auth='iam' / secret_id",
-    "user": "put the user in the URL",
-    "sslrootcert": "use ca_bundle=",
-    "ssl_ca": "use ca_bundle=",
-    "sslpassword": "client certificates are not supported",
-}
-# Driver arguments that would weaken verify-full TLS, and the values that keep it.
-TLS_ARGS: dict[str, tuple[Any, ...]] = {
-    "sslmode": ("verify-full",),
-    "ssl_min_protocol_version": ("TLSv1.2", "TLSv1.3"),
-    "ssl": (),
-    "ssl_disabled": (False,),
-    "ssl_verify_cert": (True,),
-    "ssl_verify_identity": (True,),
-    "check_hostname": (True,),
-}
+REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
+
+
+class DriverArgs(Mapping[str, Any]):
+    """A read-only dict of driver keyword arguments, so a `Config` is a value all the way down.
+
+    Its hash covers the names only: values may be unhashable (a converters dict), and
+    equal mappings have equal names.
+    """
+
+    __slots__ = ("_args",)
+
+    def __init__(self, args: Mapping[str, Any] | None = None) -> None:
+        self._args = dict(args or {})
+
+    def __getitem__(self, name: str) -> Any:
+        return self._args[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._args)
+
+    def __len__(self) -> int:
+        return len(self._args)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._args))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and self._args == dict(other)
+
+    def __repr__(self) -> str:
+        return repr(self._args)
+
+
+def _default_refresh() -> RefreshMode:
+    """Lazy on Lambda (no threads between invocations), background elsewhere."""
+    return "lazy" if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") else "background"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Config:
-    """Frozen, validated settings for one database endpoint.
+    """Frozen, validated settings for one database endpoint: a hashable value.
 
     Build it with `Config.from_url` or `Config.from_env`; every securedb entry point also
-    accepts the same keyword options. With ``auth="secret"`` the endpoint fields may be
-    empty: an RDS-managed secret supplies them (`with_secret_fields`).
+    accepts the same keyword options. Every way of making one (the constructor,
+    `dataclasses.replace`) validates it. With ``auth="secret"`` the endpoint fields may
+    be empty: an RDS-managed secret supplies them (`with_secret_fields`).
+
+    Raises:
+        ConfigError: a field is invalid; the message names it and what is allowed.
     """
 
-    auth: str
-    engine: str | None = None
+    auth: AuthMode
+    engine: Engine | None = None
     host: str | None = None
     port: int | None = None
     user: str | None = None
@@ -101,15 +129,19 @@ class Config:
     tunnel: tuple[str, int] | None = None
     iam_token_ttl: int = DEFAULT_IAM_TOKEN_TTL
     secret_ttl: float = DEFAULT_SECRET_TTL
-    refresh: str = "background"
+    refresh: RefreshMode = dataclasses.field(default_factory=_default_refresh)
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    connect_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    connect_args: Mapping[str, Any] = dataclasses.field(default_factory=DriverArgs)
+
+    def __post_init__(self) -> None:
+        for name, value in _validated(self).items():
+            object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         shown = ", ".join(
             f"{f.name}={'***' if f.name == 'password' else repr(getattr(self, f.name))}"
             for f in dataclasses.fields(self)
-            if getattr(self, f.name) is not None
+            if getattr(self, f.name) not in (None, {})
         )
         return f"Config({shown})"
 
@@ -135,7 +167,9 @@ class Config:
                 f"unknown option {', '.join(sorted(unknown))}; "
                 f"securedb options are {', '.join(sorted(OPTIONS))}"
             )
-        return _build({**fields, **options})
+        values = {**fields, **options}
+        values["auth"] = _infer_auth(values)
+        return cls(**{k: v for k, v in values.items() if v is not None or k == "auth"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Config:
@@ -172,20 +206,14 @@ class Config:
         host = self.host or secret.get("host")
         if not host:
             raise ConfigError(f"secret {self.secret_id!r} has no host and the URL names none")
-        port = self.port or _port(secret.get("port") or DEFAULT_PORTS[engine], "secret port")
-        return _build(
-            {
-                **self._as_options(),
-                "engine": engine,
-                "host": str(host),
-                "port": port,
-                "dbname": self.dbname or secret.get("dbname"),
-                "user": secret.get("username") or self.user,
-            }
+        return dataclasses.replace(
+            self,
+            engine=engine,
+            host=str(host),
+            port=self.port or _port(secret.get("port") or DEFAULT_PORTS[engine], "secret port"),
+            dbname=self.dbname or secret.get("dbname"),
+            user=secret.get("username") or self.user,
         )
-
-    def _as_options(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 OPTIONS = {f.name for f in dataclasses.fields(Config)} - {
@@ -203,16 +231,16 @@ def _parse_url(url: str) -> tuple[dict[str, Any], dict[str, str]]:
         raise ConfigError(
             f"url must be a string like 'postgresql://user@host:5432/db', not {type(url).__name__}"
         )
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ConfigError("bad URL: its host or port does not parse") from None
     engine = SCHEMES.get(parts.scheme.lower())
     if engine is None:
         raise ConfigError(
             f"unsupported URL scheme {parts.scheme!r}; use one of {', '.join(sorted(SCHEMES))}"
         )
-    try:
-        port = parts.port
-    except ValueError:
-        raise ConfigError(f"bad port in URL for host {parts.hostname!r}") from None
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     options = {k: v for k, v in query.items() if k in OPTIONS}
     extra = {k: v for k, v in query.items() if k not in OPTIONS}
@@ -228,100 +256,112 @@ def _parse_url(url: str) -> tuple[dict[str, Any], dict[str, str]]:
     return fields, extra
 
 
-def _build(values: dict[str, Any]) -> Config:
-    v = dict(values)
-    v["auth"] = _auth(v)
-    engine = v.get("engine")
-    if engine is None and v["auth"] != "secret":
-        raise ConfigError(
-            "no database URL: pass 'postgresql://user@host:5432/db' or "
-            "'mysql://user@host:3306/db', or secret_id= with an RDS-managed secret"
-        )
-    if v.get("host") is None and v["auth"] != "secret":
-        raise ConfigError("the URL has no host")
-    if engine is not None and v.get("port") is None and v.get("host"):
-        v["port"] = DEFAULT_PORTS[engine]
-    if v["auth"] == "iam" and not v.get("user"):
-        raise ConfigError("auth='iam' needs a user in the URL: postgresql://USER@host/db")
-    v["iam_token_ttl"] = _number(
-        v.get("iam_token_ttl", DEFAULT_IAM_TOKEN_TTL), "iam_token_ttl", int, 1, MAX_IAM_TOKEN_TTL
+def _infer_auth(v: Mapping[str, Any]) -> Any:
+    """The auth mode asked for, else the one the other options imply."""
+    if v.get("auth") is not None:
+        return v["auth"]
+    if v.get("secret_id"):
+        return "secret"
+    if v.get("password") is not None:
+        return "password"
+    raise ConfigError(
+        "say how to authenticate: auth='iam' for IAM tokens, secret_id= for "
+        "Secrets Manager, or a password in the URL (local development)"
     )
-    v["secret_ttl"] = _number(v.get("secret_ttl", DEFAULT_SECRET_TTL), "secret_ttl", float, 1)
-    v["connect_timeout"] = _number(
-        v.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT), "connect_timeout", float, 0.1
-    )
-    v["refresh"] = _choice(v.get("refresh") or _default_refresh(), "refresh", REFRESH_MODES)
-    if v.get("ca_bundle") is not None:
-        v["ca_bundle"] = _ca_bundle(v["ca_bundle"])
-    if v.get("tunnel") is not None:
-        v["tunnel"] = _tunnel(v["tunnel"])
-    for name in ("secret_id", "region"):
-        if v.get(name) is not None and (not isinstance(v[name], str) or not v[name].strip()):
+
+
+def _validated(cfg: Config) -> dict[str, Any]:
+    """Every field of `cfg` checked and normalised; a ConfigError names the first bad one."""
+    v: dict[str, Any] = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    v["auth"] = _choice(v["auth"], "auth", AUTH_MODES)
+    if v["engine"] is not None:
+        v["engine"] = _choice(v["engine"], "engine", ENGINES)
+    if v["auth"] != "secret":
+        if v["engine"] is None:
+            raise ConfigError(
+                "no database URL: pass 'postgresql://user@host:5432/db' or "
+                "'mysql://user@host:3306/db', or secret_id= with an RDS-managed secret"
+            )
+        if v["host"] is None:
+            raise ConfigError("the URL has no host")
+    _check_auth(v)
+    for name in ("host", "user", "dbname", "password", "secret_id", "region"):
+        if v[name] is not None and (not isinstance(v[name], str) or not v[name]):
             raise ConfigError(f"{name} must be a non-empty string")
-    v["connect_args"] = _connect_args(v.get("connect_args") or {}, v.get("host"))
-    return Config(**{k: val for k, val in v.items() if k in FIELDS})
-
-
-FIELDS = {f.name for f in dataclasses.fields(Config)}
-
-
-def _auth(v: dict[str, Any]) -> str:
-    auth = v.get("auth")
-    if auth is None:
-        if v.get("secret_id"):
-            return "secret"
-        if v.get("password") is not None:
-            return "password"
+    if v["port"] is not None:
+        v["port"] = _port(v["port"], "port")
+    elif v["engine"] is not None and v["host"] is not None:
+        v["port"] = DEFAULT_PORTS[v["engine"]]
+    if v["region"] is not None and not REGION.match(v["region"]):
         raise ConfigError(
-            "say how to authenticate: auth='iam' for IAM tokens, secret_id= for "
-            "Secrets Manager, or a password in the URL (local development)"
+            f"bad value for region: {v['region']!r}; expected a name like 'eu-west-2'"
         )
-    auth = _choice(auth, "auth", AUTH_MODES)
-    if auth == "secret" and not v.get("secret_id"):
+    v["iam_token_ttl"] = _integer(v["iam_token_ttl"], "iam_token_ttl", 1, MAX_IAM_TOKEN_TTL)
+    v["secret_ttl"] = _number(v["secret_ttl"], "secret_ttl", 1, MAX_SECRET_TTL)
+    v["connect_timeout"] = _number(v["connect_timeout"], "connect_timeout", 0.1, MAX_TIMEOUT)
+    v["refresh"] = _choice(v["refresh"], "refresh", REFRESH_MODES)
+    if v["ca_bundle"] is not None:
+        v["ca_bundle"] = _ca_bundle(v["ca_bundle"])
+    if v["tunnel"] is not None:
+        v["tunnel"] = _tunnel(v["tunnel"])
+    v["connect_args"] = _connect_args(v["connect_args"], v["engine"], v["host"])
+    return v
+
+
+def _check_auth(v: Mapping[str, Any]) -> None:
+    auth = v["auth"]
+    if auth == "iam" and not v["user"]:
+        raise ConfigError("auth='iam' needs a user in the URL: postgresql://USER@host/db")
+    if auth == "secret" and not v["secret_id"]:
         raise ConfigError("auth='secret' needs secret_id= (a Secrets Manager name or ARN)")
-    if auth == "password" and v.get("password") is None:
+    if auth == "password" and v["password"] is None:
         raise ConfigError("auth='password' needs a password in the URL")
-    if auth != "password" and v.get("password") is not None:
+    if auth == "password" and not v["user"]:
+        raise ConfigError("auth='password' needs a user in the URL: postgresql://USER:PW@host/db")
+    if auth != "password" and v["password"] is not None:
         raise ConfigError(
             f"the URL has a password but auth={auth!r}; remove the password, or use auth='password'"
         )
-    if auth != "secret" and v.get("secret_id"):
+    if auth != "secret" and v["secret_id"]:
         raise ConfigError(f"secret_id= given with auth={auth!r}; drop one of them")
-    return auth
 
 
-def _choice(value: Any, name: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
+def _choice(value: Any, name: str, allowed: tuple[str, ...]) -> Any:
+    if not isinstance(value, str) or value not in allowed:
         raise ConfigError(
             f"bad value for {name}: {value!r}; use one of {', '.join(repr(a) for a in allowed)}"
         )
-    return str(value)
+    return value
 
 
-def _number(value: Any, name: str, kind: type, low: float, high: float | None = None) -> Any:
+def _number(value: Any, name: str, low: float, high: float) -> float:
     try:
         if isinstance(value, bool):
             raise ValueError
-        number = kind(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"bad value for {name}: {value!r}; expected a number") from None
-    if number < low or (high is not None and number > high):
-        limit = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ConfigError(f"bad value for {name}: {value!r}; must be {limit}")
+    if not low <= number <= high:  # NaN fails this too
+        raise ConfigError(f"bad value for {name}: {value!r}; must be between {low} and {high}")
     return number
 
 
+def _integer(value: Any, name: str, low: int, high: int) -> int:
+    number = _number(value, name, low, high)
+    if not number.is_integer():
+        raise ConfigError(f"bad value for {name}: {value!r}; expected a whole number")
+    return int(number)
+
+
 def _port(value: Any, name: str) -> int:
-    return int(_number(value, name, int, 1, 65535))
-
-
-def _default_refresh() -> str:
-    """Lazy on Lambda (no threads between invocations), background elsewhere."""
-    return "lazy" if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") else "background"
+    return _integer(value, name, 1, 65535)
 
 
 def _ca_bundle(value: Any) -> str:
-    path = Path(os.fspath(value)).expanduser()
+    try:
+        path = Path(os.fspath(value)).expanduser()
+    except TypeError:
+        raise ConfigError(f"ca_bundle must be a path, not {type(value).__name__}") from None
     if not path.is_file():
         raise ConfigError(
             f"ca_bundle {str(path)!r} is not a file; pass the path of a PEM "
@@ -333,17 +373,23 @@ def _ca_bundle(value: Any) -> str:
 
 
 def _tunnel(value: Any) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` (or a tuple) of the local end of a port forward."""
+    host: Any = None
     if isinstance(value, tuple) and len(value) == 2:
         host, port = value
-    elif isinstance(value, str) and value.rpartition(":")[0]:
-        host, _, port = value.rpartition(":")
-        host = host.strip("[]")
-    else:
+    elif isinstance(value, str):
+        match = TUNNEL.match(value)
+        if match:
+            host, port = match.group("v6") or match.group("host"), match.group("port")
+    if not isinstance(host, str) or not host:
         raise ConfigError(
-            f"bad value for tunnel: {value!r}; expected 'host:port' of the local "
-            "end of an SSM or SSH port forward, like '127.0.0.1:5433'"
+            f"bad value for tunnel: {value!r}; expected 'host:port' of the local end of an "
+            "SSM or SSH port forward, like '127.0.0.1:5433' or '[::1]:5433'"
         )
-    return str(host), _port(port, "tunnel port")
+    return host, _port(port, "tunnel port")
+
+
+TUNNEL = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]\s]+)):(?P<port>\d+)$")
 
 
 def is_loopback(host: str | None) -> bool:
@@ -358,18 +404,15 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def _connect_args(args: Mapping[str, Any], host: str | None) -> dict[str, Any]:
-    if not isinstance(args, Mapping):
+def _connect_args(args: Any, engine: str | None, host: str | None) -> DriverArgs:
+    """The caller's driver arguments, checked by the adapter once the engine is known."""
+    if not isinstance(args, Mapping) or not all(isinstance(k, str) for k in args):
         raise ConfigError("connect_args must be a dict of driver keyword arguments")
-    for name in args:
-        if name in OWNED_ARGS:
-            raise ConfigError(f"connect_args may not set {name!r}: {OWNED_ARGS[name]}")
-        if name in TLS_ARGS and args[name] not in TLS_ARGS[name] and not is_loopback(host):
-            raise ConfigError(
-                f"connect_args {name}={args[name]!r} would weaken TLS for {host}; securedb "
-                "always verifies the certificate and host name of a remote server"
-            )
-    return dict(args)
+    if engine is not None:
+        from securedb import drivers
+
+        drivers.load(engine).check_args(args, host)
+    return args if isinstance(args, DriverArgs) else DriverArgs(args)
 
 
 def region_from_host(host: str | None) -> str | None:

@@ -1,22 +1,32 @@
 """The connect path every entry point shares: credential, driver, one retry on refusal.
 
-``connect()`` reads as its steps: take the cached credential, open the driver's own
-connection with verify-full TLS, and if the database refuses the credential (a rotated
-password, an expired token) fetch it once more and retry once. Failures leave as
-`securedb.errors` classes that say what to do.
+``Connector.connect()`` reads as its steps: take the cached credential, open the
+driver's own connection with verify-full TLS, and if the database refuses the credential
+(a rotated password, an expired token) fetch it once more and retry once. Failures leave
+as `securedb.errors` classes that say what to do, or as a clean copy of the driver's own
+error, and none of them can lead to a secret: no chained cause or context, no driver
+connection attribute, no frame that holds a credential.
+
+Credential caches are shared through one registry keyed by credential identity
+(`securedb.credentials.identity`): every `Connector` (of `connect`, `engine`, `pool`,
+Django, Lambda) holds a reference, and the last one released stops the refresher.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+import os
 import threading
+import weakref
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from securedb import drivers, tls
 from securedb.config import Config, is_loopback, split_options
-from securedb.credentials import RefreshAheadCache, cache_for
+from securedb.credentials import RefreshAheadCache, cache_for, identity
 from securedb.credentials.base import Credential
-from securedb.drivers import Failure
+from securedb.drivers import Driver, Failure
 from securedb.errors import AuthenticationError, ConfigError, SecureDBError, TLSError
 
 __all__ = ["Connector", "connect"]
@@ -24,14 +34,67 @@ __all__ = ["Connector", "connect"]
 logger = logging.getLogger("securedb.connect")
 
 
+class _Registry:
+    """One credential cache per identity, counted; the last release closes it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: dict[Hashable, tuple[RefreshAheadCache, int]] = {}
+
+    def acquire(self, cfg: Config) -> tuple[Hashable, RefreshAheadCache]:
+        key = identity(cfg)
+        with self.lock:
+            cache, count = self.entries.get(key) or (cache_for(cfg), 0)
+            self.entries[key] = (cache, count + 1)
+        return key, cache
+
+    def release(self, key: Hashable) -> None:
+        with self.lock:
+            if key not in self.entries:  # forgotten by reset()
+                return
+            cache, count = self.entries[key]
+            if count > 1:
+                self.entries[key] = (cache, count - 1)
+                return
+            del self.entries[key]
+        cache.close()
+
+    def reset(self) -> None:
+        with self.lock:
+            caches = [cache for cache, _ in self.entries.values()]
+            self.entries.clear()
+        for cache in caches:
+            cache.close()
+
+
+_registry = _Registry()
+
+
 class Connector:
-    """Opens connections for one `Config`; shared by `connect`, `engine` and `pool`."""
+    """Opens connections for one `Config`, with the shared credential cache of its identity.
+
+    `close()` releases the cache (and so does garbage collection); a connector used
+    again after `close()` takes a new reference.
+    """
 
     def __init__(self, cfg: Config) -> None:
-        self.cache: RefreshAheadCache = cache_for(cfg)
         self._cfg = cfg
         self._resolved = cfg if cfg.engine and cfg.host else None
+        self._by_dbname: dict[str, Config] = {}
         self._lock = threading.Lock()
+        self._acquire()
+
+    def _acquire(self) -> None:
+        key, self._cache = _registry.acquire(self._cfg)
+        self._release = weakref.finalize(self, _registry.release, key)
+
+    @property
+    def cache(self) -> RefreshAheadCache:
+        if not self._release.alive:
+            with self._lock:
+                if not self._release.alive:
+                    self._acquire()
+        return self._cache
 
     @property
     def config(self) -> Config:
@@ -46,45 +109,120 @@ class Connector:
                 )
             return self._resolved
 
-    def connect(self, **extra: Any) -> Any:
-        """A new driver connection, verified TLS, credentials retried once if refused."""
-        cred = self.cache.get()
-        cfg = self._resolved or self._resolve(cred)
+    def connect(self, dbname: str | None = None, **args: Any) -> Any:
+        """A new driver connection, verified TLS, credentials retried once if refused.
+
+        `dbname` and `args` (driver keyword arguments) are this connection's own; they
+        go through the adapter's merge point like ``connect_args``.
+        """
+        cfg = self._for_dbname(dbname)
         driver = drivers.load(cfg.engine or "")
+        outcome = self._attempt(driver, cfg, args, retry=True)
+        if outcome is _RETRY:
+            outcome = self._attempt(driver, cfg, args, retry=False)
+        if isinstance(outcome, BaseException):
+            try:
+                raise outcome  # here, outside any except block: no __context__ to follow
+            finally:
+                del outcome  # no cycle through this frame: the connector goes when unused
+        return outcome
+
+    def _attempt(self, driver: Driver, cfg: Config, args: Mapping[str, Any], retry: bool) -> Any:
+        """A connection, `_RETRY` after a first refusal, or the clean error to raise."""
         try:
-            return driver.connect(cfg, cred, **extra)
+            cred = self.cache.get()
+        except SecureDBError as exc:
+            return _detached(exc)
+        try:
+            return driver.connect(cfg, cred, args)
         except Exception as exc:
             failure = driver.classify(exc)
-            if failure is not Failure.AUTH or cfg.auth == "password":
-                raise _translate(exc, failure, cfg) from exc
-            logger.info(
-                "%s refused %s (version %s); refreshing once",
-                cfg.endpoint,
-                self.cache.source.name,
-                cred.version,
-            )
-        self.cache.invalidate(cred)
-        cred = self.cache.get()
-        try:
-            return driver.connect(cfg, cred, **extra)
-        except Exception as exc:
-            raise _translate(exc, driver.classify(exc), cfg) from exc
+            if failure is Failure.AUTH and retry and cfg.auth != "password":
+                logger.info(
+                    "%s refused %s (version %s); refreshing once",
+                    cfg.endpoint,
+                    self.cache.source.name,
+                    cred.version,
+                )
+                self.cache.invalidate(cred)
+                return _RETRY
+            return _translate(exc, failure, cfg, cred.password)
+
+    def _for_dbname(self, dbname: str | None) -> Config:
+        cfg = self.config
+        if dbname is None or dbname == cfg.dbname:
+            return cfg
+        if dbname not in self._by_dbname:
+            self._by_dbname[dbname] = Config(**{**_fields(cfg), "dbname": dbname})
+        return self._by_dbname[dbname]
 
     def close(self) -> None:
-        self.cache.close()
+        """Release the credential cache; the last release stops its refresher."""
+        self._release()
 
     def __repr__(self) -> str:
         return f"<Connector {self._cfg.endpoint} auth={self._cfg.auth}>"
 
 
-_connectors: dict[object, Connector] = {}
-_connectors_lock = threading.Lock()
+_RETRY = object()
+
+
+def _fields(cfg: Config) -> dict[str, Any]:
+    return {name: getattr(cfg, name) for name in cfg.__dataclass_fields__}
+
+
+class _Memo:
+    """`connect()`'s connectors by the caller's arguments, the least recently used dropped."""
+
+    SIZE = 64
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.connectors: collections.OrderedDict[Hashable, Connector] = collections.OrderedDict()
+
+    def get(self, key: Hashable, url: str | Config | None, options: dict[str, Any]) -> Connector:
+        with self.lock:
+            connector = self.connectors.get(key)
+            if connector is not None:
+                self.connectors.move_to_end(key)
+                return connector
+        cfg, unknown = split_options(url, options)
+        if unknown:
+            raise ConfigError(
+                f"unknown option {', '.join(sorted(unknown))}; "
+                "pass driver arguments in connect_args="
+            )
+        connector = Connector(cfg)
+        with self.lock:
+            connector = self.connectors.setdefault(key, connector)
+            full = len(self.connectors) > self.SIZE
+            evicted = self.connectors.popitem(last=False)[1] if full else None
+        if evicted is not None:
+            evicted.close()
+        return connector
+
+
+_memo = _Memo()
+
+
+def reset() -> None:
+    """Close every credential cache and forget `connect()`'s connectors.
+
+    For tests and benchmarks only, so that nothing one of them made is left for the
+    next: an engine or pool still in use keeps working, but shares no cache any more.
+    """
+    with _memo.lock:
+        connectors = list(_memo.connectors.values())
+        _memo.connectors.clear()
+    for connector in connectors:
+        connector.close()
+    _registry.reset()
 
 
 def connect(url: str | Config | None = None, **options: Any) -> Any:
     """The driver's own connection (psycopg or PyMySQL), verify-full TLS, managed credentials.
 
-    Connections for the same configuration share one credential cache, so a token or
+    Calls for the same credential identity share one credential cache, so a token or
     secret is not fetched again for every call.
 
     Raises:
@@ -93,39 +231,50 @@ def connect(url: str | Config | None = None, **options: Any) -> Any:
         TLSError: the server's certificate is not trusted or does not name the host.
         AuthenticationError: the database refused the credentials after one refresh.
     """
-    # Keyed by the caller's own arguments: a repeated call skips parsing altogether.
-    key = ("config", id(url)) if isinstance(url, Config) else repr((url, sorted(options.items())))
-    connector = _connectors.get(key)
-    if connector is None:
-        connector = _new_connector(key, url, options)
-    return connector.connect()
+    # A repeated call skips parsing altogether; equal Configs are one key.
+    return _memo.get((url, repr(sorted(options.items()))), url, options).connect()
 
 
-def _new_connector(key: object, url: str | Config | None, options: dict[str, Any]) -> Connector:
-    cfg, unknown = split_options(url, options)
-    if unknown:
-        raise ConfigError(
-            f"unknown option {', '.join(sorted(unknown))}; pass driver arguments in connect_args="
-        )
-    with _connectors_lock:
-        # The connector keeps `url` alive, so an id() key cannot be reused by another Config.
-        return _connectors.setdefault(key, Connector(cfg))
+def _translate(exc: Exception, failure: Failure | None, cfg: Config, secret: str) -> Exception:
+    """The error to raise for a driver failure, holding nothing that leads to `secret`.
 
-
-def _translate(exc: Exception, failure: Failure | None, cfg: Config) -> Exception:
-    """The securedb error for a driver failure, or the driver's own error if none fits."""
+    securedb's own errors lose their traceback (its frames hold the driver's arguments);
+    others become a securedb error, or a fresh copy of the driver's error made of its
+    cleaned message alone (no ``pgconn``, no cause), so SQLAlchemy and psycopg_pool still
+    recognise a lost connection.
+    """
     if isinstance(exc, SecureDBError):
-        return exc
+        return _detached(exc)
+    words = _server_words(exc, secret)
     if failure is Failure.AUTH:
         return AuthenticationError(
-            f"{cfg.endpoint} refused the {AUTH_WORDS[cfg.auth]} even after fetching it again; "
-            f"{AUTH_HINTS[cfg.auth]}",
+            f"{cfg.endpoint} refused the {AUTH_WORDS[cfg.auth]}"
+            + (" even after fetching it again" if cfg.auth != "password" else "")
+            + f" (the server said: {words}); {AUTH_HINTS[cfg.auth]}",
             host=cfg.host,
             port=cfg.port,
         )
     if failure is Failure.TLS:
         return TLSError(_tls_message(str(exc), cfg), host=cfg.host, port=cfg.port)
-    return exc
+    args = tuple(_clean(a, secret) if isinstance(a, str) else a for a in exc.args)
+    return type(exc)(*args)
+
+
+def _detached(exc: SecureDBError) -> SecureDBError:
+    """`exc` without the traceback, cause and context it had inside securedb."""
+    exc.__cause__ = exc.__context__ = None
+    return exc.with_traceback(None)
+
+
+def _server_words(exc: Exception, secret: str) -> str:
+    """What the server said (``PAM authentication failed for user "app"``), cleaned."""
+    args = exc.args
+    text = str(args[1]) if len(args) > 1 and isinstance(args[0], int) else str(exc)
+    return _clean(text.rsplit("FATAL:", 1)[-1].strip(), secret)[:300]
+
+
+def _clean(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
 
 
 AUTH_WORDS = {"iam": "IAM token", "secret": "secret's password", "password": "password"}
@@ -155,10 +304,21 @@ def _tls_message(reason: str, cfg: Config) -> str:
         )
     if "verify failed" in reason or "certificate" in reason:
         return (
-            f"the certificate of {where} is not trusted by {tls.ca_file(cfg)}; for RDS "
-            "the bundled RDS CA should chain, otherwise pass ca_bundle= with your CA"
+            f"the certificate of {where} is not trusted by {tls.ca_file(cfg)}; for RDS the "
+            "bundled RDS CA should chain, unless the endpoint's region is newer than the "
+            "bundled snapshot: then pass ca_bundle= with AWS's current global-bundle.pem, "
+            "or run `securedb ca refresh`; for a server of your own, pass ca_bundle= with its CA"
         )
     return (
         f"TLS to {where} failed: the server did not complete a verified TLS handshake "
         "(does it offer TLS?); securedb never connects without verified TLS"
     )
+
+
+def _after_fork_in_child() -> None:
+    """A lock held by another thread at fork would never be released in the child."""
+    _registry.lock = threading.Lock()
+    _memo.lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

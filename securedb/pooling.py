@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import itertools
 import weakref
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from securedb.config import Config, split_options
 from securedb.connector import Connector
+from securedb.drivers import postgres
 from securedb.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -40,13 +42,30 @@ def pool(url: str | Config | None = None, **options: Any) -> psycopg_pool.Connec
     Raises:
         ConfigError: an option is invalid, or the URL is not PostgreSQL.
     """
+    cfg, pool_options = split_options(url, options)
+    if pool_options.get("conninfo"):
+        raise ConfigError(
+            "pool() takes no conninfo: pass the endpoint as the URL, and driver "
+            "arguments in connect_args= or kwargs="
+        )
+    connector = Connector(cfg)
+    try:
+        return _pool(connector, pool_options)
+    except BaseException:
+        connector.close()
+        raise
+
+
+def _pool(connector: Connector, pool_options: dict[str, Any]) -> psycopg_pool.ConnectionPool[Any]:
     import psycopg
     import psycopg_pool
 
-    cfg, pool_options = split_options(url, options)
-    connector = Connector(cfg)
-    if connector.config.engine != "postgresql":
+    cfg = connector.config
+    if cfg.engine != "postgresql":
         raise ConfigError("pool() is for PostgreSQL (psycopg_pool); use engine() for MySQL")
+    kwargs = pool_options.get("kwargs")
+    if isinstance(kwargs, Mapping):
+        postgres.check_args(kwargs, cfg.host)  # early; every connection checks them again
     generation = itertools.count()
     current = [next(generation)]
     born: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
@@ -68,6 +87,13 @@ def pool(url: str | Config | None = None, **options: Any) -> psycopg_pool.Connec
         def invalidate(self) -> None:
             """Discard every connection made so far, as each is next checked out."""
             current[0] = next(generation)
+
+        def close(self, timeout: float = 5.0) -> None:
+            """Close the pool, and release its credential cache."""
+            try:
+                super().close(timeout)
+            finally:
+                connector.close()
 
     defaults = {**POOL_DEFAULTS, "check": check, "name": f"securedb {cfg.endpoint}"}
     try:

@@ -39,6 +39,19 @@ def engine(url: str | Config | None = None, **options: Any) -> sqlalchemy.engine
 
     cfg, engine_options = split_options(url, options)
     connector = Connector(cfg)
+    try:
+        eng = _create(connector, engine_options)
+    except BaseException:
+        connector.close()
+        raise
+    # dispose() releases the credential cache; an engine used again takes it back.
+    sqlalchemy.event.listen(eng, "engine_disposed", lambda _: connector.close())
+    return eng
+
+
+def _create(connector: Connector, engine_options: dict[str, Any]) -> sqlalchemy.engine.Engine:
+    import sqlalchemy
+
     cfg = connector.config
     extra: dict[str, Any] = {}
     if cfg.engine == "mysql":
@@ -52,9 +65,11 @@ def engine(url: str | Config | None = None, **options: Any) -> sqlalchemy.engine
             **{**ENGINE_DEFAULTS, **engine_options},
         )
     except (TypeError, sqlalchemy.exc.ArgumentError) as exc:
-        raise ConfigError(f"{exc}; securedb options are {', '.join(sorted(OPTIONS))}") from None
-    sqlalchemy.event.listen(eng, "handle_error", _failover_listener(cfg.engine or ""))
-    return eng
+        message = f"{exc}; securedb options are {', '.join(sorted(OPTIONS))}"
+    else:
+        sqlalchemy.event.listen(eng, "handle_error", _failover_listener(cfg.engine or ""))
+        return eng
+    raise ConfigError(message)
 
 
 def _failover_listener(engine_name: str) -> Any:

@@ -36,6 +36,16 @@ def bed(request: pytest.FixtureRequest) -> Iterator[Bed]:
     assert not started.root.exists(), f"bed directory left: {started.root}"
 
 
+@pytest.fixture(autouse=True)
+def fresh_connectors() -> Iterator[None]:
+    """Each test starts without the connectors (and credentials) an earlier one left."""
+    from securedb import connector
+
+    connector.reset()
+    yield
+    connector.reset()
+
+
 @pytest.fixture
 def aws_env(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """boto3 pointed at the bed's moto server, which starts empty for each test."""

@@ -1,7 +1,9 @@
-"""The bundled RDS CA snapshot and the maintainer command that refreshes it."""
+"""The bundled RDS CA snapshot, `securedb ca check`, and the maintainer's `securedb ca refresh`."""
 
 from __future__ import annotations
 
+import datetime
+import functools
 import hashlib
 import http.server
 import json
@@ -12,28 +14,146 @@ from pathlib import Path
 
 import pytest
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from securedb import ca, cli, errors, tls
 
-RDS_SNAPSHOT_SHA256 = "2c151768edd48e9ef6719de74fdcbdebe290d1e87bc02ce9014ea6eea557d2a0"
+RDS_SNAPSHOT_SHA256 = "0eecddd9cca74c1dc9fa95c2f6df508209b068cfd150976e15a21c0cf59f69bc"
+PROXY_SNAPSHOT_SHA256 = "aa7cadf582b94883388772317d459308cd268ae9552bd6c6017be0d8c0a1b60f"
+TODAY = datetime.datetime(2026, 11, 29, tzinfo=datetime.timezone.utc)
+AWS = "Amazon Web Services, Inc."
+DAY = datetime.timedelta(days=1)
+
+
+def make_ca(
+    cn: str,
+    org: str = AWS,
+    unit: str | None = "Amazon RDS",
+    *,
+    is_ca: bool = True,
+    not_after: datetime.datetime = TODAY + 3650 * DAY,
+) -> bytes:
+    """A self-signed certificate (PEM) with the given subject, made here for the test."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)]
+    if unit is not None:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit))
+    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+    name = x509.Name(attributes)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_after - 7300 * DAY)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(Encoding.PEM)
+
+
+def rds_bundle(count: int = 12) -> bytes:
+    return b"".join(make_ca(f"Amazon RDS eu-west-{n} Root CA ECC256 test") for n in range(count))
+
+
+# The bundled snapshot.
 
 
 def test_bundled_snapshot_matches_its_provenance() -> None:
     provenance = json.loads((tls.DATA / "PROVENANCE.json").read_text())
+    assert sorted(provenance) == ["rds-ca-bundle.pem", "rds-proxy-bundle.pem"]
     for name, facts in provenance.items():
         data = (tls.DATA / name).read_bytes()
         assert hashlib.sha256(data).hexdigest() == facts["sha256"]
         assert data.count(b"-----BEGIN CERTIFICATE-----") == facts["certificates"]
     rds = tls.RDS_BUNDLE.read_bytes()
-    assert hashlib.sha256(rds).hexdigest() == RDS_SNAPSHOT_SHA256
-    assert len(ca.check_bundle(rds, "bundled", ca.RDS_ISSUERS, ca.MIN_RDS_CERTS)) == 118
     proxy = tls.PROXY_BUNDLE.read_bytes()
-    assert proxy.startswith(rds.rstrip(b"\n"))
-    assert len(ca.check_bundle(proxy, "proxy", ca.RDS_ISSUERS + ca.ATS_ISSUERS)) == 123
+    assert hashlib.sha256(rds).hexdigest() == RDS_SNAPSHOT_SHA256
+    assert hashlib.sha256(proxy).hexdigest() == PROXY_SNAPSHOT_SHA256
+    assert proxy.startswith(rds)
+    assert len(ca.check_bundle(proxy[len(rds) :], "proxy roots", "ats")) == 5
     assert (
         ssl.create_default_context(cafile=str(tls.PROXY_BUNDLE)).cert_store_stats()["x509_ca"]
-        == 123
+        == len(ca.check_bundle(rds, "bundled", "rds")) + 5
     )
+
+
+def test_bundled_certificates_are_rds_roots_sorted_and_sourced_three_times() -> None:
+    rds = tls.RDS_BUNDLE.read_bytes()
+    blocks = ca.check_bundle(rds, "bundled", "rds", ca.MIN_RDS_CERTS)
+    assert b"".join(blocks) == rds  # nothing but PEM blocks, byte for byte
+    certs = [x509.load_pem_x509_certificate(block) for block in blocks]
+    names = [c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value for c in certs]
+    assert names == sorted(names)
+    for cert in certs:
+        assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        assert cert.issuer == cert.subject
+        cert.verify_directly_issued_by(cert)
+        assert cert.not_valid_before_utc <= TODAY <= cert.not_valid_after_utc
+    facts = json.loads((tls.DATA / "PROVENANCE.json").read_text())["rds-ca-bundle.pem"]
+    listed = {entry["sha256"]: entry for entry in facts["contents"]}
+    assert sorted(listed) == sorted(
+        hashlib.sha256(c.public_bytes(Encoding.DER)).hexdigest() for c in certs
+    )
+    for entry in listed.values():
+        assert len(set(entry["sources"])) >= 3
+        assert set(entry["sources"]) <= set(facts["sources"])
+
+
+def test_check_reports_the_bundled_bundle_covers_the_regions() -> None:
+    report = ca.inspect(tls.RDS_BUNDLE.read_bytes(), TODAY)
+    assert report["ok"]
+    assert report["partitions"] == ["aws"]
+    for region in ("us-east-1", "eu-west-2", "ca-west-1", "ap-southeast-5", "mx-central-1"):
+        assert report["regions"][region] == {"valid": 3, "expired": 0}
+    assert not any(cert["expired"] for cert in report["certificates"])
+    beta = [c for c in report["certificates"] if c["subject"].startswith("Amazon RDS Beta")]
+    assert beta
+    assert all(c["region"] is None for c in beta)
+
+
+def test_check_command_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["ca", "check", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert sorted(report) == ["certificates", "ok", "partitions", "regions"]
+    first = report["certificates"][0]
+    assert sorted(first) == ["expired", "not_after", "region", "subject"]
+    datetime.datetime.fromisoformat(first["not_after"])
+    assert report["ok"] is True
+    assert report["regions"]["us-east-1"]["valid"] >= 1
+
+
+def test_check_reports_an_expired_ca(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    expired = make_ca("Amazon RDS ap-south-9 Root CA test", not_after=TODAY - DAY)
+    fresh = make_ca("Amazon RDS us-east-1 Root CA test")
+    report = ca.inspect(expired + fresh, TODAY)
+    assert not report["ok"]
+    assert report["regions"] == {
+        "ap-south-9": {"valid": 0, "expired": 1},
+        "us-east-1": {"valid": 1, "expired": 0},
+    }
+    assert [c["expired"] for c in report["certificates"]] == [True, False]
+    assert ca.inspect(expired + fresh + make_ca("Amazon RDS ap-south-9 Root CA 2"), TODAY)["ok"]
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(expired + fresh)
+    assert cli.main(["ca", "check", "--bundle", str(bundle)]) == 1
+    out = capsys.readouterr().out
+    assert "EXPIRED  Amazon RDS ap-south-9 Root CA test" in out
+    assert "regions without a valid CA: ap-south-9" in out
+
+
+def test_check_names_partitions() -> None:
+    bundle = b"".join(
+        make_ca(f"Amazon RDS {region} Root CA test")
+        for region in ("cn-north-1", "us-gov-west-1", "eu-west-1")
+    )
+    assert ca.inspect(bundle, TODAY)["partitions"] == ["aws", "aws-cn", "aws-us-gov"]
 
 
 @pytest.mark.parametrize(
@@ -42,95 +162,238 @@ def test_bundled_snapshot_matches_its_provenance() -> None:
         (b"", "0 certificates"),
         (b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n", "does not parse"),
         (b"<html>captive portal</html>", "0 certificates"),
+        (make_ca("Amazon RDS eu-west-1 Root CA") + b"#!/bin/sh\n", "outside"),
+        (make_ca("Amazon RDS eu-west-1 Root CA", is_ca=False), "is not a CA"),
+        (make_ca("Amazon RDS eu-west-1 Root CA", org="Amazon RDS test"), "not an Amazon RDS CA"),
+        (make_ca("Amazon RDS eu-west-1 Root CA", unit="RDS"), "not an Amazon RDS CA"),
+        (make_ca("Evil Root CA"), "not an Amazon RDS CA"),
+        (trustme.CA(organization_name="Amazon RDS").cert_pem.bytes(), "not an Amazon RDS CA"),
     ],
 )
 def test_check_bundle_rejects(pem: bytes, match: str) -> None:
     with pytest.raises(errors.TLSError, match=match):
-        ca.check_bundle(pem, "download", ca.RDS_ISSUERS)
+        ca.check_bundle(pem, "download", "rds")
 
 
-def test_check_bundle_rejects_other_issuers_and_extra_text() -> None:
-    other = trustme.CA(organization_name="Someone Else").cert_pem.bytes()
-    with pytest.raises(errors.TLSError, match="not an Amazon RDS CA"):
-        ca.check_bundle(other, "download", ca.RDS_ISSUERS)
-    rds = trustme.CA(organization_name="Amazon RDS test").cert_pem.bytes()
-    with pytest.raises(errors.TLSError, match="outside"):
-        ca.check_bundle(rds + b"#!/bin/sh\n", "download", ca.RDS_ISSUERS)
+def test_check_bundle_wants_a_signature_from_the_bundle() -> None:
+    root = trustme.CA()
+    forged = x509.load_pem_x509_certificate(make_ca("Amazon RDS eu-west-1 Root CA"))
+    key = ec.generate_private_key(ec.SECP256R1())
+    issued = (  # an RDS subject, issued by a CA that is not in the bundle
+        x509.CertificateBuilder()
+        .subject_name(forged.subject)
+        .issuer_name(x509.load_pem_x509_certificate(root.cert_pem.bytes()).subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(TODAY - DAY)
+        .not_valid_after(TODAY + DAY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    with pytest.raises(errors.TLSError, match="neither self-signed nor signed by another CA"):
+        ca.check_bundle(issued.public_bytes(Encoding.PEM), "download", "rds")
+    with pytest.raises(errors.TLSError, match="not a self-signed Amazon Trust Services root"):
+        ca.check_bundle(make_ca("Amazon Root CA 9", org="Amazon", unit=None), "root", "ats")
+    assert ca.check_bundle(make_ca("Amazon Root CA 1", org="Amazon", unit=None), "root", "ats")
+
+
+# `securedb ca refresh` against a local HTTPS server.
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves files, and answers a path of `server.redirects` with a 302 to its target."""
+
+    def do_GET(self) -> None:
+        target = self.server.redirects.get(self.path)  # type: ignore[attr-defined]
+        if target is None:
+            super().do_GET()
+            return
+        self.send_response(302)
+        self.send_header("Location", target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
 
 
 @pytest.fixture
-def https_server(tmp_path: Path) -> Iterator[tuple[str, Path, trustme.CA]]:
-    """A local HTTPS server for `tmp_path/www`, with a certificate from a test CA."""
+def https_server(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
+    """A local HTTPS server for `tmp_path/www`, its certificate from a test CA in
+    `tmp_path/download-ca.pem`; the dict maps a path to the URL it redirects to."""
     authority = trustme.CA()
     www = tmp_path / "www"
     www.mkdir()
-    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(www))  # noqa: E731
+    handler = functools.partial(_Handler, directory=str(www))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.redirects = {}  # type: ignore[attr-defined]
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     authority.issue_cert("127.0.0.1").configure_cert(context)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    ca_file = tmp_path / "download-ca.pem"
-    authority.cert_pem.write_to_path(ca_file)
-    yield f"https://127.0.0.1:{server.server_address[1]}", www, authority
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    authority.cert_pem.write_to_path(tmp_path / "download-ca.pem")
+    yield f"https://127.0.0.1:{server.server_address[1]}", www, server.redirects  # type: ignore[attr-defined]
     server.shutdown()
     server.server_close()
+    thread.join()
 
 
-def test_refresh_from_a_local_https_server(
-    https_server: tuple[str, Path, trustme.CA], tmp_path: Path
-) -> None:
-    base, www, _ = https_server
-    rds = b"".join(
-        trustme.CA(organization_name="Amazon RDS test").cert_pem.bytes() for _ in range(12)
-    )
-    (www / "global-bundle.pem").write_bytes(rds)
-    (www / "AmazonRootCA1.pem").write_bytes(trustme.CA(organization_name="Amazon").cert_pem.bytes())
-    out = tmp_path / "data"
-    code = cli.main(
-        [
-            "ca",
-            "refresh",
-            "--output",
-            str(out),
-            "--rds-url",
-            f"{base}/global-bundle.pem",
-            "--ats-url",
-            f"{base}/AmazonRootCA1.pem",
-            "--cafile",
-            str(tmp_path / "download-ca.pem"),
-        ]
-    )
-    assert code == 0
-    provenance = json.loads((out / "PROVENANCE.json").read_text())
-    assert provenance["rds-ca-bundle.pem"]["certificates"] == 12
-    assert provenance["rds-proxy-bundle.pem"]["certificates"] == 13
-    assert (
-        hashlib.sha256((out / "rds-ca-bundle.pem").read_bytes()).hexdigest()
-        == provenance["rds-ca-bundle.pem"]["sha256"]
-    )
-
-
-def test_refresh_refuses_bad_downloads(
-    https_server: tuple[str, Path, trustme.CA], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    base, www, _ = https_server
-    (www / "global-bundle.pem").write_bytes(b"<html>not a bundle</html>")
-    out = tmp_path / "data"
-    args = [
+def refresh_args(
+    base: str, tmp_path: Path, out: Path, rds_path: str = "/global-bundle.pem"
+) -> list[str]:
+    return [
         "ca",
         "refresh",
         "--output",
         str(out),
         "--rds-url",
-        f"{base}/global-bundle.pem",
+        f"{base}{rds_path}",
+        "--ats-url",
+        f"{base}/AmazonRootCA1.pem",
         "--cafile",
         str(tmp_path / "download-ca.pem"),
     ]
-    assert cli.main(args) == 1
-    assert "0 certificates" in capsys.readouterr().err
-    assert not out.exists()  # nothing written
-    # A server the download does not trust is refused too.
-    assert cli.main(args[:-2]) == 1
+
+
+def serve_good_bundles(www: Path) -> bytes:
+    rds = rds_bundle()
+    (www / "global-bundle.pem").write_bytes(rds)
+    (www / "AmazonRootCA1.pem").write_bytes(make_ca("Amazon Root CA 1", org="Amazon", unit=None))
+    return rds
+
+
+def test_refresh_from_a_local_https_server_follows_https_redirects(
+    https_server: tuple[str, Path, dict[str, str]], tmp_path: Path
+) -> None:
+    base, www, redirects = https_server
+    served = serve_good_bundles(www)
+    redirects["/moved.pem"] = f"{base}/global-bundle.pem"
+    out = tmp_path / "data"
+    assert cli.main(refresh_args(base, tmp_path, out, "/moved.pem")) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(ca.FILES)
+    provenance = json.loads((out / "PROVENANCE.json").read_text())
+    assert provenance["rds-ca-bundle.pem"]["certificates"] == 12
+    assert provenance["rds-proxy-bundle.pem"]["certificates"] == 13
+    rds = (out / "rds-ca-bundle.pem").read_bytes()
+    assert hashlib.sha256(rds).hexdigest() == provenance["rds-ca-bundle.pem"]["sha256"]
+    assert sorted(ca.check_bundle(rds, "written", "rds")) == sorted(
+        ca.check_bundle(served, "served", "rds")
+    )
+    sources = provenance["rds-ca-bundle.pem"]["sources"]
+    assert sources == {f"{base}/moved.pem": {"sha256": hashlib.sha256(served).hexdigest()}}
+    assert (out / "rds-proxy-bundle.pem").read_bytes().startswith(rds)
+
+
+def test_refresh_refuses_a_redirect_to_http(
+    https_server: tuple[str, Path, dict[str, str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base, www, redirects = https_server
+    serve_good_bundles(www)
+    plain = f"http://127.0.0.1:{base.rsplit(':', 1)[1]}/global-bundle.pem"
+    redirects["/global-bundle.pem"] = plain
+    out = tmp_path / "data"
+    assert cli.main(refresh_args(base, tmp_path, out)) == 1
+    err = capsys.readouterr().err
+    assert f"refusing a redirect to {plain}" in err
+    assert "only downloaded over https" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("served", "match"),
+    [
+        (rds_bundle(11) + make_ca("Amazon RDS us-east-1 CA", is_ca=False), "is not a CA"),
+        (
+            rds_bundle(11) + make_ca("Amazon RDS us-east-1 CA", org="Someone Else"),
+            "not an Amazon RDS",
+        ),
+        (rds_bundle(9), "9 certificates, expected at least 10"),
+        (b"<html>not a bundle</html>", "0 certificates"),
+    ],
+)
+def test_refresh_refuses_bad_bundles_and_keeps_the_old_files(
+    https_server: tuple[str, Path, dict[str, str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    served: bytes,
+    match: str,
+) -> None:
+    base, www, _ = https_server
+    serve_good_bundles(www)
+    out = tmp_path / "data"
+    assert cli.main(refresh_args(base, tmp_path, out)) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (www / "global-bundle.pem").write_bytes(served)
+    assert cli.main(refresh_args(base, tmp_path, out)) == 1
+    assert match in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_refresh_refuses_untrusted_servers_and_plain_http(
+    https_server: tuple[str, Path, dict[str, str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base, www, _ = https_server
+    serve_good_bundles(www)
+    out = tmp_path / "data"
+    assert cli.main(refresh_args(base, tmp_path, out)[:-2]) == 1  # without --cafile
     assert "download failed" in capsys.readouterr().err
-    assert cli.main(["ca", "refresh", "--rds-url", "http://127.0.0.1/x"]) == 1
+    assert cli.main(["ca", "refresh", "--output", str(out), "--rds-url", "http://127.0.0.1/x"]) == 1
+    assert "refusing to download a trust store over http" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_refresh_swaps_the_directory_in_whole(
+    https_server: tuple[str, Path, dict[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base, www, _ = https_server
+    serve_good_bundles(www)
+    out = tmp_path / "data"
+    assert cli.main(refresh_args(base, tmp_path, out)) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    inode = out.stat().st_ino
+    serve_good_bundles(www)  # new keys: every file changes
+
+    real_write = ca._write_file
+
+    def fail_on_provenance(path: Path, data: bytes) -> None:
+        if path.name == "PROVENANCE.json":
+            raise OSError(28, "No space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr(ca, "_write_file", fail_on_provenance)
+    assert cli.main(refresh_args(base, tmp_path, out)) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert out.stat().st_ino == inode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "download-ca.pem", "www"]
+
+    monkeypatch.setattr(ca, "_write_file", real_write)
+    assert cli.main(refresh_args(base, tmp_path, out)) == 0
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(after) == sorted(before)
+    assert all(after[name] != before[name] for name in ca.FILES)
+    assert out.stat().st_ino != inode  # a new directory was renamed in, not files rewritten
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "download-ca.pem", "www"]
+
+
+def test_refresh_refuses_a_directory_with_other_files(
+    https_server: tuple[str, Path, dict[str, str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base, www, _ = https_server
+    serve_good_bundles(www)
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert cli.main(refresh_args(base, tmp_path, out)) == 1
+    assert "it holds notes.txt" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]

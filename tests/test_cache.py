@@ -5,11 +5,12 @@ from __future__ import annotations
 import gc
 import threading
 import time
+import traceback
 
 import pytest
 
 from securedb.credentials.base import Credential
-from securedb.credentials.cache import RefreshAheadCache
+from securedb.credentials.cache import BACKOFF_INITIAL, RefreshAheadCache
 from securedb.errors import CredentialsError
 
 
@@ -27,17 +28,23 @@ class Source:
     def __init__(self, clock: Clock, life: float = 90, ahead: float = 60) -> None:
         self.name, self.clock, self.life, self.ahead = "test source", clock, life, ahead
         self.fetches, self.fail, self.delay = 0, False, 0.0
+        self.error: type[Exception] = CredentialsError
         self.rejected: list[Credential | None] = []
         self.lock = threading.Lock()
+        self.entered = threading.Event()  # set when a fetch starts
+        self.gate: threading.Event | None = None  # if set, a fetch waits for it
 
     def fetch(self, rejected: Credential | None = None) -> Credential:
         with self.lock:
             self.fetches += 1
             number = self.fetches
         self.rejected.append(rejected)
+        self.entered.set()
+        if self.gate is not None:
+            assert self.gate.wait(10), "the test never opened the gate"
         time.sleep(self.delay)
         if self.fail:
-            raise CredentialsError("source down")
+            raise self.error("source down")
         now = self.clock()
         return Credential("u", f"p{number}", now + self.ahead, now + self.life, str(number))
 
@@ -93,6 +100,72 @@ def test_expired_value_is_never_served(clock: Clock) -> None:
         cache.get()
 
 
+def test_no_value_and_a_failing_source_fetches_once_per_backoff(clock: Clock) -> None:
+    source = Source(clock)
+    cache = RefreshAheadCache(source, "lazy", clock)
+    cache.get()
+    source.fail = True
+    clock.now += 91  # expired
+    for _ in range(10):  # over 0.45 of the first backoff, which lasts 0.5 to 1 BACKOFF_INITIAL
+        with pytest.raises(CredentialsError, match="source down"):
+            cache.get()
+        clock.now += BACKOFF_INITIAL / 20
+    assert source.fetches == 2  # the fill, then one attempt for ten callers
+    clock.now += BACKOFF_INITIAL  # past the first backoff
+    with pytest.raises(CredentialsError, match="source down"):
+        cache.get()
+    assert source.fetches == 3
+    with pytest.raises(CredentialsError, match="source down"):
+        cache.get()
+    assert source.fetches == 3  # within the second backoff (1 to 2 BACKOFF_INITIAL)
+    source.fail = False
+    clock.now += 3 * BACKOFF_INITIAL
+    assert cache.get().password == "p4"
+
+
+def test_a_failure_raised_again_is_new_and_holds_nothing_of_the_fetch(clock: Clock) -> None:
+    source = Source(clock)
+    source.fail = True
+    cache = RefreshAheadCache(source, "lazy", clock)
+    with pytest.raises(CredentialsError) as first:
+        cache.get()
+    with pytest.raises(CredentialsError) as again:
+        cache.get()
+    assert source.fetches == 1
+    assert again.value is not first.value
+    assert type(again.value) is type(first.value)
+    assert str(again.value) == str(first.value)
+    assert again.value.__cause__ is None
+    assert again.value.__context__ is None
+    frames = [frame.name for frame in traceback.extract_tb(again.value.__traceback__)]
+    assert "fetch" not in frames
+
+
+def test_a_foreign_failure_is_raised_again_by_its_class_alone(clock: Clock) -> None:
+    """Only securedb errors are known to hold no secret; another error's text is not repeated."""
+    source = Source(clock)
+    source.fail, source.error = True, RuntimeError
+    cache = RefreshAheadCache(source, "lazy", clock)
+    with pytest.raises(RuntimeError):
+        cache.get()
+    with pytest.raises(CredentialsError, match="RuntimeError") as again:
+        cache.get()
+    assert "source down" not in str(again.value)
+    assert source.fetches == 1
+
+
+def test_a_refusal_fetches_even_within_a_backoff(clock: Clock) -> None:
+    source = Source(clock)
+    cache = RefreshAheadCache(source, "lazy", clock)
+    first = cache.get()
+    source.fail = True
+    clock.now += 61
+    assert cache.get() is first  # the refresh failed: a backoff is in force
+    source.fail = False
+    cache.invalidate(first)
+    assert cache.get().password == "p3"
+
+
 def test_single_flight_64_threads_at_expiry(clock: Clock) -> None:
     source = Source(clock)
     cache = RefreshAheadCache(source, "lazy", clock)
@@ -121,14 +194,17 @@ def test_refresh_ahead_does_not_block_other_callers(clock: Clock) -> None:
     cache = RefreshAheadCache(source, "lazy", clock)
     first = cache.get()
     clock.now += 61
-    source.delay = 0.3
+    source.gate, source.entered = threading.Event(), threading.Event()
     refresher = threading.Thread(target=cache.get)
     refresher.start()
-    time.sleep(0.05)
-    started = time.monotonic()
-    assert cache.get() is first
-    assert time.monotonic() - started < 0.2
-    refresher.join()
+    assert source.entered.wait(5)  # the refresh is in flight, held at the gate
+    served: list[Credential] = []
+    other = threading.Thread(target=lambda: served.append(cache.get()))
+    other.start()
+    other.join(5)
+    assert served == [first]  # answered while the refresh is still held
+    source.gate.set()
+    refresher.join(5)
     assert source.fetches == 2
 
 
@@ -192,12 +268,13 @@ def test_background_thread_ends_with_its_cache() -> None:
 
 
 def test_lazy_starts_no_thread(clock: Clock) -> None:
-    before = threading.active_count()
+    before = set(threading.enumerate())
     cache = RefreshAheadCache(Source(clock), "lazy", clock)
     cache.get()
     clock.now += 61
     cache.get()
-    assert threading.active_count() == before
+    assert cache._thread is None
+    assert set(threading.enumerate()) - before == set()
 
 
 def test_credential_repr_hides_the_password() -> None:

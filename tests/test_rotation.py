@@ -43,47 +43,34 @@ def test_short_lived_tokens_never_fail(bed: Bed, aws_env: dict[str, str]) -> Non
     assert len(tokens) >= 3
 
 
-def rotate(bed: Bed, secret: str, new_password: str) -> None:
-    """AWS's four steps: createSecret, setSecret, testSecret, finishSecret."""
-    sm = boto3.client("secretsmanager")
-    current = json.loads(sm.get_secret_value(SecretId=secret)["SecretString"])
-    pending = sm.put_secret_value(
-        SecretId=secret,
-        VersionStages=["AWSPENDING"],
-        SecretString=json.dumps({**current, "password": new_password}),
-    )
-    time.sleep(0.3)
-    bed.primary.psql(f"ALTER ROLE {current['username']} PASSWORD '{new_password}'")
-    time.sleep(0.5)  # the database wants the new password; AWSCURRENT still has the old
-    stages = sm.describe_secret(SecretId=secret)["VersionIdsToStages"]
-    old = next(v for v, s in stages.items() if "AWSCURRENT" in s)
-    sm.update_secret_version_stage(
-        SecretId=secret,
-        VersionStage="AWSCURRENT",
-        MoveToVersionId=pending["VersionId"],
-        RemoveFromVersionId=old,
-    )
+def wait_for(condition: Any, what: str, timeout: float = 15.0) -> None:
+    """Wait until `condition()` holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
 
 
 def test_rotation_under_load(
     bed: Bed, aws_env: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """8 threads open connections and query while the password rotates: zero failures."""
-    user, first = "rotating_user", "rotating-password-1"
+    """8 threads open connections and query while the password rotates: zero failures.
+
+    The rotation takes AWS's four steps, and each waits until the workers have made
+    connections in the state the previous step left, however fast or slow they are.
+    """
+    user, first, second = "rotating_user", "rotating-password-1", "rotating-password-2"
     bed.primary.psql(f"DROP ROLE IF EXISTS {user}; CREATE ROLE {user} LOGIN PASSWORD '{first}'")
-    boto3.client("secretsmanager").create_secret(
-        Name="rds/rotating",
-        SecretString=json.dumps(
-            {
-                "username": user,
-                "password": first,
-                "engine": "postgres",
-                "host": "localhost",
-                "port": bed.primary.port,
-                "dbname": "app",
-            }
-        ),
-    )
+    sm = boto3.client("secretsmanager")
+    fields = {
+        "username": user,
+        "password": first,
+        "engine": "postgres",
+        "host": "localhost",
+        "port": bed.primary.port,
+        "dbname": "app",
+    }
+    sm.create_secret(Name="rds/rotating", SecretString=json.dumps(fields))
     eng = securedb.engine(
         secret_id="rds/rotating", ca_bundle=str(bed.pki.ca), poolclass=sa.NullPool
     )
@@ -99,22 +86,40 @@ def test_rotation_under_load(
             except Exception as exc:
                 errors_seen.append(repr(exc))
 
+    def after(count: int) -> None:
+        mark = done[0]
+        wait_for(lambda: done[0] >= mark + count or errors_seen, f"{count} connections")
+
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
-    rotate(bed, "rds/rotating", "rotating-password-2")
-    time.sleep(1.5)
+    after(20)
+    old = sm.describe_secret(SecretId="rds/rotating")["VersionIdsToStages"]
+    [old_version] = [v for v, stages in old.items() if "AWSCURRENT" in stages]
+    pending = sm.put_secret_value(  # createSecret
+        SecretId="rds/rotating",
+        VersionStages=["AWSPENDING"],
+        SecretString=json.dumps({**fields, "password": second}),
+    )
+    after(20)
+    bed.primary.psql(f"ALTER ROLE {user} PASSWORD '{second}'")  # setSecret
+    after(20)  # only AWSPENDING works now: AWSCURRENT still holds the old password
+    sm.update_secret_version_stage(  # finishSecret
+        SecretId="rds/rotating",
+        VersionStage="AWSCURRENT",
+        MoveToVersionId=pending["VersionId"],
+        RemoveFromVersionId=old_version,
+    )
+    after(20)
     stop.set()
     for t in threads:
         t.join()
     eng.dispose()
     assert errors_seen == []
-    assert done[0] > 50
     # The window between setSecret and finishSecret was hit and crossed via AWSPENDING.
     assert any("refreshing once" in r.getMessage() for r in caplog.records)
     with securedb.connect(secret_id="rds/rotating", ca_bundle=str(bed.pki.ca)) as conn:
-        assert conn.info.password == "rotating-password-2"
+        assert conn.info.password == second
 
 
 class Counting:

@@ -22,6 +22,7 @@ import securedb
 from bed import mariadb, postgres
 from bed.bed import Bed
 from bed.moto import SECRET_ACCESS_KEY
+from securedb import errors
 from securedb.config import Config
 from securedb.connector import Connector
 
@@ -108,6 +109,7 @@ def test_nothing_secret_anywhere(bed: Bed, aws_env: dict[str, str]) -> None:
     )
     sm.create_secret(Name="rds/malformed", SecretString=f"user={SECRET_PASSWORD}")
     with capture() as captured:
+        sm.list_secrets()  # botocore logs this at DEBUG from its child loggers
         texts = exercise(bed, ca, pg, my)
     everything = "\n".join(captured + texts)
     assert "botocore.hooks: " in everything  # the capture did capture
@@ -167,3 +169,119 @@ def exercise(bed: Bed, ca: str, pg: int, my: int) -> list[str]:
         ),
     )
     return texts
+
+
+def reachable(exc: BaseException) -> list[str]:
+    """Every text an error reporter could capture from `exc`.
+
+    Its message and repr; its cause and context, suppressed or not; its attributes (a
+    psycopg error's ``pgconn.info`` included); and the locals of every frame of its
+    traceback outside this test module, containers walked, other objects by repr.
+    """
+    texts: list[str] = []
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        obj = stack.pop()
+        if obj is None or id(obj) in seen or isinstance(obj, bool | int | float):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, str | bytes):
+            texts.append(obj if isinstance(obj, str) else obj.decode("latin-1"))
+        elif isinstance(obj, dict):
+            stack += [*obj.keys(), *obj.values()]
+        elif isinstance(obj, list | tuple | set | frozenset):
+            stack += list(obj)
+        elif isinstance(obj, BaseException):
+            texts += [str(obj), repr(obj)]
+            stack += [obj.__cause__, obj.__context__, *obj.args, getattr(obj, "__dict__", {})]
+            stack += [getattr(obj, name, None) for name in ("pgconn", "original_exception")]
+            tb = obj.__traceback__
+            while tb is not None:
+                if tb.tb_frame.f_code.co_filename != __file__:
+                    stack.append(dict(tb.tb_frame.f_locals))
+                tb = tb.tb_next
+        else:
+            texts.append(repr(obj))
+            info = getattr(obj, "info", None)  # a psycopg PGconn: its connection options
+            with contextlib.suppress(Exception):
+                stack += [(o.keyword, o.val) for o in info or ()]
+    return texts
+
+
+@pytest.fixture
+def signed_tokens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every IAM token securedb signs during the test."""
+    from securedb.credentials import iam
+
+    tokens: list[str] = []
+    presign = iam.presign
+
+    def recording(*args: Any) -> str:
+        tokens.append(presign(*args))
+        return tokens[-1]
+
+    monkeypatch.setattr(iam, "presign", recording)
+    return tokens
+
+
+@pytest.mark.parametrize(
+    ("entry", "engine"),
+    [
+        ("connect", "postgresql"),
+        ("connect", "mysql"),
+        ("engine", "postgresql"),
+        ("engine", "mysql"),
+        ("pool", "postgresql"),  # pool() is PostgreSQL's (psycopg_pool)
+    ],
+)
+@pytest.mark.parametrize("failure", ["iam refused", "secret refused", "untrusted"])
+def test_errors_lead_to_no_secret(
+    bed: Bed,
+    aws_env: dict[str, str],
+    signed_tokens: list[str],
+    engine: str,
+    entry: str,
+    failure: str,
+) -> None:
+    host, port = (
+        ("localhost", bed.primary.port)
+        if engine == "postgresql"
+        else ("127.0.0.1", bed.mariadb.port)
+    )
+    ca = str(bed.pki.untrusted_ca if failure == "untrusted" else bed.pki.ca)
+    if failure == "secret refused":
+        boto3.client("secretsmanager").create_secret(
+            Name="rds/refused",
+            SecretString=json.dumps({"username": postgres.APP_USER, "password": SECRET_PASSWORD}),
+        )
+        url, options = f"{engine}://{host}:{port}/app", {"secret_id": "rds/refused"}
+    else:
+        # app_user has no IAM login, so its (valid) token is refused.
+        user = postgres.APP_USER if failure == "iam refused" else postgres.IAM_USER
+        url, options = f"{engine}://{user}@{host}:{port}/app", {"auth": "iam"}
+    options["ca_bundle"] = ca
+    expected = errors.TLSError if failure == "untrusted" else errors.AuthenticationError
+
+    def trigger() -> None:
+        if entry == "connect":
+            securedb.connect(url, **options)
+        elif entry == "engine":
+            eng = securedb.engine(url, **options)
+            try:
+                eng.connect()
+            finally:
+                eng.dispose()
+        else:
+            with securedb.pool(url, **options, min_size=1, open=False) as pool:
+                pool.connection(timeout=3).__enter__()
+
+    with pytest.raises(Exception) as caught:  # noqa: PT011  (each entry raises its own kind)
+        trigger()
+    if entry != "pool":  # psycopg_pool logs each failure and raises PoolTimeout
+        assert isinstance(caught.value, expected)
+    secrets = [*signed_tokens, SECRET_PASSWORD, SECRET_ACCESS_KEY]
+    if failure != "secret refused":
+        assert signed_tokens, "no token was signed: the test exercised nothing"
+    texts = "\n".join(reachable(caught.value))
+    assert [s for s in secrets if s in texts] == []

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import logging
+import threading
 
 import boto3
+import botocore.utils
 import pytest
 
 from securedb import errors
@@ -106,3 +110,55 @@ def test_region_from_aws_region_alone(
         Name="rds/region", SecretString=json.dumps(GOOD)
     )
     assert SecretSource("rds/region", None, 3600).fetch().user == "app"
+
+
+CONTAINER_SECRET_KEY = "container-secret-access-key-for-secrets"
+
+
+class CutShortContainerCredentials(http.server.BaseHTTPRequestHandler):
+    """A container credentials endpoint whose every answer is a document cut short."""
+
+    def do_GET(self) -> None:
+        whole = json.dumps({"AccessKeyId": "ASIACUT", "SecretAccessKey": CONTAINER_SECRET_KEY})
+        body = whole[:-1].encode()  # no closing brace: botocore logs the document
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the test reads log records."""
+
+
+def test_credential_chain_failure_is_translated_and_not_logged(
+    aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new client resolves AWS credentials: botocore logs the endpoint's body, and fails."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setattr("securedb.credentials.aws._session", None)
+    monkeypatch.setattr(botocore.utils.ContainerMetadataFetcher, "SLEEP_TIME", 0)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CutShortContainerCredentials)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    monkeypatch.setenv(
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{server.server_port}/creds"
+    )
+    caplog.set_level(logging.DEBUG)
+    try:
+        with pytest.raises(errors.CredentialsError, match="from container-role") as caught:
+            source("rds/any").fetch()
+    finally:
+        server.shutdown()
+        server.server_close()
+        serving.join()
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+    logging.getLogger("botocore.utils").debug("canary")  # the capture sees botocore's loggers
+    assert caplog.records[-1].getMessage() == "canary"
+    for record in caplog.records:
+        assert CONTAINER_SECRET_KEY not in f"{record.getMessage()} {record.args!r}"
+    assert CONTAINER_SECRET_KEY not in caplog.text

@@ -37,13 +37,16 @@ LAMBDA_DEFAULTS: dict[str, Any] = {
     "refresh": "lazy",
 }
 
-_engines: dict[str, sqlalchemy.engine.Engine] = {}
+_engines: dict[tuple[str | Config | None, str], sqlalchemy.engine.Engine] = {}
 _lock = threading.Lock()
 
 
 def cached_engine(url: str | Config | None = None, **options: Any) -> sqlalchemy.engine.Engine:
-    """The engine for these arguments: created on first call, the same one afterwards."""
-    key = repr((url, sorted(options.items())))
+    """The engine for these arguments: created on first call, the same one afterwards.
+
+    Equal arguments share it; a `Config` counts by value (its password included).
+    """
+    key = (url, repr(sorted(options.items())))
     engine = _engines.get(key)
     if engine is None:
         from securedb.sqlalchemy import engine as make_engine

@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from securedb.config import Config, region_from_host
 from securedb.credentials.base import Credential, Source
 from securedb.credentials.cache import RefreshAheadCache
 
-__all__ = ["Credential", "RefreshAheadCache", "Source", "cache_for"]
+__all__ = ["Credential", "RefreshAheadCache", "Source", "cache_for", "identity"]
+
+
+def identity(cfg: Config) -> Hashable:
+    """What makes two configurations share one credential cache.
+
+    The source and how it refreshes: for a token the endpoint it is signed for (the real
+    one, even through a tunnel), the user, region and lifetime; for a secret its id,
+    region and lifetime; for a password the user and password. Per-connection things
+    (dbname, driver arguments, TLS trust store, tunnel, timeouts) are not part of it.
+    """
+    if cfg.auth == "iam":
+        assert cfg.host is not None
+        region = cfg.region or region_from_host(cfg.host)
+        return ("iam", cfg.host.lower(), cfg.port, cfg.user, region, cfg.iam_token_ttl, cfg.refresh)
+    if cfg.auth == "secret":
+        return (
+            "secret",
+            cfg.secret_id,
+            cfg.region or _secret_region(cfg),
+            cfg.secret_ttl,
+            cfg.refresh,
+        )
+    return ("password", cfg.user, cfg.password)
 
 
 def cache_for(cfg: Config) -> RefreshAheadCache:

@@ -2,9 +2,14 @@
 
 botocore logs what securedb must never log: at DEBUG, signing writes the canonical
 request and signature, and responses are logged whole (a secret's ``SecretString``
-included). A filter on those loggers drops their records while securedb signs or
-fetches, in that thread only. (A filter on the parent ``botocore`` logger would not
-see its children's records.)
+included); resolving credentials logs STS's keys, the web identity token it sends, and
+the bodies a container or instance metadata endpoint returns. A filter on those loggers
+drops their records while securedb resolves credentials, signs or fetches, in that
+thread only. (A filter on the parent ``botocore`` logger would not see its children's
+records.)
+
+A forked child drops the parent's session (and with it the parent's credentials and
+HTTP connection pools) and makes its own on first use.
 """
 
 from __future__ import annotations
@@ -24,14 +29,24 @@ if TYPE_CHECKING:
 __all__ = ["quiet", "region_or_default", "session", "translate"]
 
 SECRET_BEARING_LOGGERS = (
+    # signing and API calls: canonical requests, request and response bodies
     "botocore.auth",
+    "botocore.awsrequest",
     "botocore.endpoint",
-    "botocore.parsers",
+    "botocore.handlers",
     "botocore.hooks",
+    "botocore.httpsession",
+    "botocore.parsers",
     "botocore.regions",
     "botocore.retryhandler",
-    "botocore.httpsession",
+    # the credential chain: container and instance metadata responses, STS errors
+    "botocore.credentials",
+    "botocore.utils",
+    # URLs (a container credentials path, a presigned query)
+    "urllib3.connection",
     "urllib3.connectionpool",
+    "urllib3.poolmanager",
+    "urllib3.util.retry",
 )
 _quiet = threading.local()
 _session: botocore.session.Session | None = None
@@ -67,8 +82,18 @@ def session() -> botocore.session.Session:
 
         with _session_lock:
             if _session is None:
-                _session = botocore.session.get_session()
+                with quiet():
+                    _session = botocore.session.get_session()
     return _session
+
+
+def _after_fork_in_child() -> None:
+    """The parent's session and its lock are not the child's: a new one on first use."""
+    global _session, _session_lock
+    _session, _session_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def region_or_default(region: str | None, what: str) -> str:
@@ -77,12 +102,10 @@ def region_or_default(region: str | None, what: str) -> str:
     botocore itself reads only AWS_DEFAULT_REGION; Lambda and the AWS SDKs set AWS_REGION.
     """
     env = os.environ
-    found = (
-        region
-        or env.get("AWS_REGION")
-        or env.get("AWS_DEFAULT_REGION")
-        or session().get_config_variable("region")
-    )
+    found = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if not found:
+        with quiet():
+            found = session().get_config_variable("region")
     if not found:
         raise CredentialsError(
             f"no AWS region for {what}: pass region=, set AWS_REGION, "
@@ -99,6 +122,11 @@ def translate(exc: Exception, what: str) -> CredentialsError:
         return CredentialsError(
             f"{what}: no AWS credentials found; set AWS_PROFILE or the "
             "AWS_ACCESS_KEY_ID pair, or attach an IAM role"
+        )
+    if isinstance(exc, bx.CredentialRetrievalError):
+        return CredentialsError(
+            f"{what}: no AWS credentials from {exc.kwargs.get('provider', 'a provider')}; check "
+            "the role and that its credentials endpoint answers"
         )
     if isinstance(exc, bx.ClientError):
         code = exc.response.get("Error", {}).get("Code", "unknown")

@@ -5,7 +5,9 @@
   thread (``"background"``) or in the caller that noticed (``"lazy"``, no threads).
 - Concurrent callers that find no usable value share one in-flight fetch.
 - While refreshes fail, a value that has not expired keeps being served and the
-  refresh is retried with exponential backoff.
+  refresh is retried with exponential backoff. With no valid value, a caller within
+  the backoff gets the last failure again (a new exception of the same class and
+  message) without a fetch.
 - `invalidate` (the database refused a credential) forces one refetch, rate-limited so
   a wrong password cannot hammer Secrets Manager.
 """
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from securedb.credentials.base import Credential, Source
+from securedb.errors import CredentialsError, SecureDBError
 
 __all__ = ["RefreshAheadCache"]
 
@@ -49,6 +52,7 @@ class RefreshAheadCache:
         self._flight: Future[Credential] | None = None
         self._failures = 0
         self._retry_at = 0.0
+        self._failure: SecureDBError | None = None  # the last failure, copied, never raised
         self._forced_at = -MIN_FORCED_INTERVAL
         self._rejected: Credential | None = None
         self._wake = threading.Event()
@@ -66,6 +70,8 @@ class RefreshAheadCache:
     def _get_slow(self, value: Credential | None) -> Credential:
         now = self._clock()
         if value is None or now >= value.expires_at:
+            if now < self._retry_at and self._failure is not None:
+                raise _again(self._failure)
             fresh = self._refresh(wait=True)
             assert fresh is not None  # a waiting caller always gets a value or an exception
             return fresh
@@ -105,6 +111,7 @@ class RefreshAheadCache:
             flight.set_exception(exc)
             raise
         self._value, self._rejected, self._failures, self._retry_at = value, None, 0, 0.0
+        self._failure = None
         self._flight = None
         flight.set_result(value)
         if self.background:
@@ -112,6 +119,7 @@ class RefreshAheadCache:
         return value
 
     def _failed(self, exc: BaseException) -> None:
+        self._failure = _replayable(exc, self.source.name)
         self._failures += 1
         wait = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (self._failures - 1))
         self._retry_at = self._clock() + random.uniform(wait / 2, wait)  # noqa: S311
@@ -134,6 +142,7 @@ class RefreshAheadCache:
             if self._value is not rejected or now - self._forced_at < MIN_FORCED_INTERVAL:
                 return
             self._forced_at, self._rejected, self._value = now, rejected, None
+            self._retry_at = 0.0  # a refusal is worth one fetch even within a backoff
         logger.info("%s was refused by the database; fetching it again", self.source.name)
 
     def _ensure_thread(self) -> None:
@@ -154,7 +163,11 @@ class RefreshAheadCache:
         return max(value.refresh_at if value else now, self._retry_at) - now
 
     def after_fork(self) -> None:
-        """In a forked child the refresher thread is gone: start a new one on first use."""
+        """In a forked child only the forking thread is left: forget the parent's threads.
+
+        New locks (a parent's thread may have held one), no fetch in flight (no thread
+        would ever complete it), and a new refresher thread on first use.
+        """
         self._lock, self._thread, self._flight = threading.Lock(), None, None
         self._wake = threading.Event()
 
@@ -167,6 +180,25 @@ class RefreshAheadCache:
 
     def __repr__(self) -> str:
         return f"<RefreshAheadCache {self.source.name} background={self.background}>"
+
+
+def _replayable(exc: BaseException, name: str) -> SecureDBError:
+    """What callers within the backoff get: a copy of a securedb error, else only its class.
+
+    Sources raise securedb errors whose messages hold no secret; another exception's
+    message might, and its traceback holds the fetch's locals.
+    """
+    if isinstance(exc, SecureDBError):
+        return _again(exc)
+    return CredentialsError(
+        f"{name} not fetched: the last attempt raised {type(exc).__name__}; "
+        "it is tried again after a backoff"
+    )
+
+
+def _again(exc: SecureDBError) -> SecureDBError:
+    """A new exception like `exc`: same class, message and endpoint; no traceback or cause."""
+    return type(exc)(str(exc), host=exc.host, port=exc.port)
 
 
 def _refresher(ref: weakref.ref[RefreshAheadCache], wake: threading.Event) -> None:

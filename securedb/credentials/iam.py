@@ -2,7 +2,10 @@
 
 The token is ``host:port/?Action=connect&DBUser=...&X-Amz-...``, exactly what botocore's
 ``generate_db_auth_token`` makes (the tests compare the two), valid for `iam_token_ttl`
-seconds (at most 900) from its ``X-Amz-Date``, truncated to the second.
+seconds (at most 900) from its ``X-Amz-Date``, truncated to the second. An IPv6 literal
+is bracketed (``[::1]:5432/?...``, the form botocore needs); as in botocore, the signed
+``host`` header is lowercased and leaves out port 443 (https's default), which the token
+itself keeps.
 
 Signing is a few HMACs, done here with the standard library: nothing is logged and no
 botocore module is needed when the credentials are in the environment (as on Lambda,
@@ -17,7 +20,7 @@ import hashlib
 import hmac
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
 from securedb.credentials import aws
@@ -28,6 +31,7 @@ __all__ = ["IamTokenSource", "presign"]
 
 REFRESH_FRACTION = 2 / 3  # refresh once two thirds of a token's life have passed
 EMPTY_PAYLOAD = hashlib.sha256(b"").hexdigest()
+HTTPS_PORT = 443  # botocore signs for https://host:port and leaves this default port out
 AwsKeys = tuple[str, str, "str | None"]
 
 
@@ -79,11 +83,13 @@ class IamTokenSource:
             return (
                 env["AWS_ACCESS_KEY_ID"],
                 env["AWS_SECRET_ACCESS_KEY"],
-                env.get("AWS_SESSION_TOKEN") or None,
+                # botocore's EnvProvider reads the older name first
+                env.get("AWS_SECURITY_TOKEN") or env.get("AWS_SESSION_TOKEN") or None,
             )
         try:
-            credentials = aws.session().get_credentials()
-            frozen = credentials.get_frozen_credentials() if credentials else None
+            with aws.quiet():  # STS, container and instance metadata responses hold keys
+                credentials = aws.session().get_credentials()
+                frozen = credentials.get_frozen_credentials() if credentials else None
         except Exception as exc:  # (botocore's errors are translated in one place)
             raise aws.translate(exc, f"{self.name} not signed") from None
         if frozen is None or not frozen.access_key or not frozen.secret_key:
@@ -118,9 +124,9 @@ def presign(
     }
     if session_token:
         params["X-Amz-Security-Token"] = session_token
-    query = "&".join(f"{_quote(k)}={_quote(v)}" for k, v in sorted(params.items()))
-    endpoint = f"{host.lower()}:{port}"
-    canonical = f"GET\n/\n{query}\nhost:{endpoint}\n\nhost\n{EMPTY_PAYLOAD}"
+    query = _query(params.items())  # the token keeps botocore's order; SigV4 signs it sorted
+    signed, name = _query(sorted(params.items())), _bracketed(host)
+    canonical = f"GET\n/\n{signed}\nhost:{_host_header(name, port)}\n\nhost\n{EMPTY_PAYLOAD}"
     to_sign = (
         f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
     )
@@ -128,8 +134,27 @@ def presign(
     for part in (day, region, "rds-db", "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    return f"{host}:{port}/?{query}&X-Amz-Signature={signature}"
+    return f"{name}:{port}/?{query}&X-Amz-Signature={signature}"
+
+
+def _query(params: Iterable[tuple[str, str]]) -> str:
+    return "&".join(f"{_quote(k)}={_quote(v)}" for k, v in params)
 
 
 def _quote(value: str) -> str:
     return quote(value, safe="-_.~")
+
+
+def _bracketed(host: str) -> str:
+    """An IPv6 literal in brackets, as in a URL (``[::1]``); any other host as it is."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _host_header(host: str, port: int) -> str:
+    """The signed ``host`` as botocore signs it: lowercased, without https's default port.
+
+    Like `urllib.parse`, an IPv6 zone (``[fe80::1%25eth0]``) keeps its case.
+    """
+    address, percent, zone = host.partition("%")
+    header = f"{address.lower()}{percent}{zone}"
+    return header if port == HTTPS_PORT else f"{header}:{port}"

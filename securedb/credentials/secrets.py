@@ -7,13 +7,18 @@ Rotation follows AWS's four steps. Between ``setSecret`` (the database already w
 the new password) and ``finishSecret`` (``AWSCURRENT`` moves to it) the new password is
 only under ``AWSPENDING``: so when the database refuses the current version, the source
 reads ``AWSCURRENT`` again and, if that is the version just refused, ``AWSPENDING``.
+
+A forked child drops the botocore clients it inherited and makes its own on first use:
+the parent's connection pool, and any lock held by a parent's thread, are not its own.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +46,7 @@ class SecretSource:
         self._clock = clock
         self._client: Any = None
         self._client_lock = threading.Lock()
+        _sources.add(self)
 
     def fetch(self, rejected: Credential | None = None) -> Credential:
         current = self._read("AWSCURRENT")
@@ -62,15 +68,17 @@ class SecretSource:
         """One stage of the secret, or None if that stage does not exist."""
         import botocore.exceptions
 
-        client = self._get_client()
         try:
-            with aws.quiet():
+            with aws.quiet():  # a new client runs the credential chain; the response is secret
+                client = self._get_client()
                 response = client.get_secret_value(SecretId=self.secret_id, VersionStage=stage)
         except botocore.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if stage != "AWSCURRENT" and code == "ResourceNotFoundException":
                 return None
             raise aws.translate(exc, f"{self.name} not read") from None
+        except CredentialsError:
+            raise  # no region: it says what to do
         except Exception as exc:  # (botocore's errors are translated in one place)
             raise aws.translate(exc, f"{self.name} not read") from None
         fields = parse_secret(response.get("SecretString"), self.name)
@@ -89,6 +97,21 @@ class SecretSource:
                     region = aws.region_or_default(self._region, self.name)
                     self._client = aws.session().create_client("secretsmanager", region_name=region)
         return self._client
+
+    def after_fork(self) -> None:
+        """In a forked child, drop the parent's client: its HTTP connections are the parent's."""
+        self._client, self._client_lock = None, threading.Lock()
+
+
+_sources: weakref.WeakSet[SecretSource] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for source in list(_sources):
+        source.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def parse_secret(text: Any, name: str) -> dict[str, Any]:

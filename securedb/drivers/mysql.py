@@ -12,14 +12,44 @@ import functools
 import math
 import socket
 import ssl
+from collections.abc import Mapping
 from typing import Any
 
 from securedb import tls
-from securedb.config import Config
+from securedb.config import Config, is_loopback
 from securedb.credentials.base import Credential
-from securedb.drivers import Failure
+from securedb.drivers import Failure, check_owned
 
-__all__ = ["classify", "connect", "connect_kwargs"]
+__all__ = ["check_args", "classify", "connect", "connect_kwargs"]
+
+_CREDENTIAL = "use auth='iam', secret_id=, or a password in the URL with auth='password'"
+# PyMySQL arguments securedb always sets itself, whichever way the caller tries to.
+ENDPOINT_KEYS = {
+    "host": "put the endpoint in the URL (and a port forward in tunnel=)",
+    "port": "put the port in the URL",
+    "unix_socket": "put the endpoint in the URL",
+    "database": "put the database name in the URL's path",
+    "db": "put the database name in the URL's path",
+    "user": "put the user in the URL",
+    "password": _CREDENTIAL,
+    "passwd": _CREDENTIAL,
+    "auth_plugin_map": "securedb answers the server's authentication requests itself",
+    "defer_connect": "securedb opens the socket itself (for tunnels and keepalives)",
+    "read_default_file": "pass options directly; an option file could redirect the connection",
+    "read_default_group": "pass options directly; an option file could redirect the connection",
+    "ssl_ca": "use ca_bundle=",
+    "ssl_cert": "client certificates are not supported",
+    "ssl_key": "client certificates are not supported",
+    "ssl_key_password": "client certificates are not supported",
+}
+# PyMySQL's TLS arguments, and the values that leave verify-full as it is.
+TLS_KEYS: dict[str, tuple[Any, ...]] = {
+    "ssl": (),
+    "ssl_disabled": (False,),
+    "ssl_verify_cert": (True,),
+    "ssl_verify_identity": (True,),
+    "check_hostname": (True,),
+}
 
 ACCESS_DENIED = 1045
 CR_CONN_HOST_ERROR = 2003  # also how PyMySQL reports a certificate failure
@@ -43,26 +73,39 @@ SOCKET_OPTIONS = [
 ]
 
 
-def connect_kwargs(cfg: Config, cred: Credential) -> dict[str, Any]:
-    """PyMySQL arguments: a verifying SSLContext for the real endpoint, the credential."""
-    return {
+def check_args(args: Mapping[str, Any], host: str | None) -> None:
+    """Refuse the endpoint keys, and TLS keys that would weaken verify-full off loopback."""
+    check_owned(args, host, ENDPOINT_KEYS, TLS_KEYS)
+
+
+def connect_kwargs(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> dict[str, Any]:
+    """The one merge point of PyMySQL's arguments: securedb's own keys are applied last.
+
+    `args` are this connection's own, on top of ``connect_args``; both are checked here.
+    The endpoint, the credential and a verifying SSLContext for the real endpoint name
+    always come from securedb (a loopback host may relax TLS: local development).
+    """
+    caller = {**cfg.connect_args, **args}
+    check_args(caller, cfg.host)
+    owned = {
         "host": cfg.host,
         "port": cfg.port,
         "database": cfg.dbname,
         "user": cred.user,
         "password": cred.password,
         "ssl": tls.ssl_context(cfg),
-        "connect_timeout": max(1, math.ceil(cfg.connect_timeout)),
-        **cfg.connect_args,
     }
+    if is_loopback(cfg.host):
+        owned.update((k, v) for k, v in caller.items() if k in TLS_KEYS)
+    return {"connect_timeout": max(1, math.ceil(cfg.connect_timeout)), **caller, **owned}
 
 
-def connect(cfg: Config, cred: Credential, **extra: Any) -> Any:
+def connect(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> Any:
     """A PyMySQL connection over a socket securedb opens (DNS resolved again each time).
 
     The socket goes to the tunnel if there is one; TLS always verifies the endpoint name.
     """
-    conn = _connection_class()(**{**connect_kwargs(cfg, cred), **extra}, defer_connect=True)
+    conn = _connection_class()(**connect_kwargs(cfg, cred, args), defer_connect=True)
     address = tls.socket_address(cfg.tunnel) if cfg.tunnel else (cfg.host, cfg.port or 3306)
     try:
         sock = socket.create_connection(address, cfg.connect_timeout)

@@ -3,17 +3,51 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from securedb import tls
-from securedb.config import Config
+from securedb.config import Config, is_loopback
 from securedb.credentials.base import Credential
-from securedb.drivers import Failure
+from securedb.drivers import Failure, check_owned
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["classify", "connect", "connect_kwargs"]
+__all__ = ["check_args", "classify", "connect", "connect_kwargs"]
+
+# libpq parameters securedb always sets itself, whichever way the caller tries to.
+ENDPOINT_KEYS = {
+    "host": "put the endpoint in the URL (and a port forward in tunnel=)",
+    "hostaddr": "use tunnel= for a port forward",
+    "port": "put the port in the URL",
+    "dbname": "put the database name in the URL's path",
+    "user": "put the user in the URL",
+    "password": "use auth='iam', secret_id=, or a password in the URL with auth='password'",
+    "passfile": "use auth='iam', secret_id=, or a password in the URL with auth='password'",
+    "service": "pass the endpoint as a URL; a service file could redirect the connection",
+    "servicefile": "pass the endpoint as a URL; a service file could redirect the connection",
+    "sslrootcert": "use ca_bundle=",
+    "sslcert": "client certificates are not supported",
+    "sslkey": "client certificates are not supported",
+    "sslpassword": "client certificates are not supported",
+}
+# libpq's TLS parameters, and the values that leave verify-full as it is.
+TLS_KEYS: dict[str, tuple[Any, ...]] = {
+    "sslmode": ("verify-full",),
+    "ssl_min_protocol_version": ("TLSv1.2",),
+    "ssl_max_protocol_version": (),
+    "sslnegotiation": (),
+    "sslsni": (1, "1"),
+    "sslcrl": (),
+    "sslcrldir": (),
+    "sslcompression": (),
+    "sslcertmode": (),
+    "requiressl": (),
+    "gssencmode": ("disable",),
+    "krbsrvname": (),
+    "gsslib": (),
+}
 
 AUTH_SQLSTATES = {"28P01", "28000"}
 FAILOVER_SQLSTATES = {"57P01", "57P02", "57P03"}
@@ -69,30 +103,45 @@ DEAD_PEER_DEFAULTS = {
 PROXY_SAFE = {"prepare_threshold": None}
 
 
-def connect_kwargs(cfg: Config, cred: Credential) -> dict[str, Any]:
-    """libpq parameters: verify-full TLS to the real endpoint, the credential, timeouts.
+def check_args(args: Mapping[str, Any], host: str | None) -> None:
+    """Refuse the endpoint keys, and TLS keys that would weaken verify-full off loopback."""
+    check_owned(args, host, ENDPOINT_KEYS, TLS_KEYS)
 
-    Dead-peer detection defaults (`DEAD_PEER_DEFAULTS`) can be overridden in
-    ``connect_args``; RDS Proxy endpoints get `PROXY_SAFE` settings.
+
+def connect_kwargs(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> dict[str, Any]:
+    """The one merge point of psycopg's arguments: securedb's own keys are applied last.
+
+    `args` are this connection's own (pool kwargs, Django's options), on top of
+    ``connect_args``; both are checked here. Dead-peer detection defaults can be
+    overridden; RDS Proxy endpoints get `PROXY_SAFE` settings; the endpoint, the
+    credential and verify-full TLS always come from securedb (a loopback host may relax
+    TLS: the local-development exemption).
     """
-    return {
+    caller = {**cfg.connect_args, **args}
+    check_args(caller, cfg.host)
+    owned = {
         "host": cfg.host,
         "port": cfg.port,
         "dbname": cfg.dbname,
         "user": cred.user,
         "password": cred.password,
+        **tls.libpq_params(cfg),
+    }
+    if is_loopback(cfg.host):
+        owned.update((k, v) for k, v in caller.items() if k in TLS_KEYS)
+    return {
         "connect_timeout": max(1, math.ceil(cfg.connect_timeout)),
         **DEAD_PEER_DEFAULTS,
+        **caller,
         **(PROXY_SAFE if cfg.is_proxy else {}),
-        **tls.libpq_params(cfg),
-        **cfg.connect_args,
+        **owned,
     }
 
 
-def connect(cfg: Config, cred: Credential, **extra: Any) -> psycopg.Connection[Any]:
+def connect(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> psycopg.Connection[Any]:
     import psycopg
 
-    return psycopg.Connection.connect(**{**connect_kwargs(cfg, cred), **extra})
+    return psycopg.Connection.connect(**connect_kwargs(cfg, cred, args))
 
 
 def classify(exc: BaseException) -> Failure | None:

@@ -6,7 +6,6 @@ import ast
 import datetime
 import random
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,34 +22,50 @@ CONF = {
 }
 
 
-def check(token: str, user: str = USER, now: float | None = None) -> str | None:
-    return verifier.verify(token, user, CONF, "pg", time.time() if now is None else now)
+# Tokens checked by `verify` are signed at a fixed time and checked a minute later, so
+# each is the same on every run and none expires however long the session runs.
+SIGNED_AT = datetime.datetime(2026, 1, 15, 12, 0, 0, tzinfo=datetime.timezone.utc)
+NOW = SIGNED_AT.timestamp() + 60
+
+
+def mint(host: str = HOST, port: int = PORT, user: str = USER, **kwargs: Any) -> str:
+    return tokens.mint(host, port, user, **{"signed_at": SIGNED_AT, **kwargs})
+
+
+def check(token: str, user: str = USER, now: float = NOW) -> str | None:
+    return verifier.verify(token, user, CONF, "pg", now)
+
+
+def bad_signature(token: str) -> str:
+    """`token` with the last hex digit of its signature changed (never to itself)."""
+    last = token[-1]
+    return token[:-1] + ("0" if last != "0" else "1")
 
 
 def test_valid_token() -> None:
-    assert check(tokens.mint(HOST, PORT, USER)) is None
+    assert check(mint()) is None
 
 
 def test_session_token_of_1_5_kb() -> None:
-    token = tokens.mint(HOST, PORT, USER, session_token="IQoJb3JpZ2luX2VjE/+=" * 80)
+    token = mint(session_token="IQoJb3JpZ2luX2VjE/+=" * 80)
     assert len(token) > 1500
     assert check(token) is None
 
 
 def test_host_is_case_insensitive() -> None:
-    assert check(tokens.mint(HOST.upper(), PORT, USER)) is None
+    assert check(mint(HOST.upper())) is None
 
 
 def test_localhost_endpoint() -> None:
-    assert check(tokens.mint("localhost", 5432, USER)) is None
+    assert check(mint("localhost", 5432)) is None
 
 
 def test_default_https_port_is_left_out_of_the_signed_host() -> None:
     """botocore signs `host` without `:443`, though the token keeps it."""
     conf = {**CONF, "groups": {"pg": [f"{HOST}:443"]}}
-    token = tokens.mint(HOST, 443, USER)
+    token = mint(HOST, 443)
     assert token.startswith(f"{HOST}:443/?")
-    assert verifier.verify(token, USER, conf, "pg", time.time()) is None
+    assert verifier.verify(token, USER, conf, "pg", NOW) is None
 
 
 def replace_param(token: str, name: str, value: str) -> str:
@@ -59,21 +74,21 @@ def replace_param(token: str, name: str, value: str) -> str:
     return f"{head}/?{'&'.join(parts)}"
 
 
-GOOD = tokens.mint(HOST, PORT, USER)
-PAST = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=901)
+GOOD = mint()
+PAST = SIGNED_AT - datetime.timedelta(seconds=901)
 
 
 @pytest.mark.parametrize(
     ("token", "user", "reason"),
     [
-        (GOOD[:-1] + ("0" if GOOD[-1] != "0" else "1"), USER, "signature"),
+        (bad_signature(GOOD), USER, "signature"),
         (replace_param(GOOD, "DBUser", "admin"), "admin", "signature"),
         (GOOD, "app_user", "user"),
-        (tokens.mint("other.example.com", PORT, USER), USER, "endpoint"),
-        (tokens.mint(HOST, 5433, USER), USER, "endpoint"),
-        (tokens.mint(HOST, PORT, USER, access_key="AKIAUNKNOWN000000000"), USER, "unknown_key"),
-        (tokens.mint(HOST, PORT, USER, secret_key="wrong-secret"), USER, "signature"),
-        (tokens.mint(HOST, PORT, USER, signed_at=PAST), USER, "expired"),
+        (mint("other.example.com"), USER, "endpoint"),
+        (mint(HOST, 5433), USER, "endpoint"),
+        (mint(access_key="AKIAUNKNOWN000000000"), USER, "unknown_key"),
+        (mint(secret_key="wrong-secret"), USER, "signature"),
+        (mint(signed_at=PAST), USER, "expired"),
         (replace_param(GOOD, "X-Amz-Expires", "3600"), USER, "expires_too_long"),
         (replace_param(GOOD, "X-Amz-Expires", "0"), USER, "expires_too_long"),
         (replace_param(GOOD, "Action", "disconnect"), USER, "action"),
@@ -111,16 +126,26 @@ def test_refusals(token: str, user: str, reason: str) -> None:
 
 
 def test_not_yet_valid() -> None:
-    assert check(GOOD, now=time.time() - 3600) == "not_yet_valid"
+    assert check(GOOD, now=NOW - 3600) == "not_yet_valid"
+
+
+def mangle(token: str, rng: random.Random) -> str:
+    """`token` with one character replaced by another that is not the same letter.
+
+    Host names and %-escapes are case-insensitive, so a change of case alone may leave
+    an equivalent, valid token: such a change is not a mangling.
+    """
+    position = rng.randrange(len(token))
+    while True:
+        char = chr(rng.randrange(0x20, 0x3000))
+        if char.lower() != token[position].lower():
+            return token[:position] + char + token[position + 1 :]
 
 
 def test_mangled_tokens_get_a_reason_and_never_raise() -> None:
     rng = random.Random(0)
     mangled = [GOOD[:i] for i in range(len(GOOD))]
-    for _ in range(2000):
-        chars = list(GOOD)
-        chars[rng.randrange(len(chars))] = chr(rng.randrange(0x20, 0x3000))
-        mangled.append("".join(chars))
+    mangled += [mangle(GOOD, rng) for _ in range(2000)]
     reasons = {check(token) for token in mangled}
     assert None not in reasons
     assert all(isinstance(r, str) and r.isidentifier() for r in reasons), reasons
@@ -160,26 +185,32 @@ def write_conf(folder: Path, name: str = "verifier.json", conf: dict = CONF) -> 
 
 
 SESSION_TOKEN = "IQoJb3JpZ2luX2VjE/+=" * 80
-WITH_SESSION = tokens.mint(HOST, PORT, USER, session_token=SESSION_TOKEN)
+
+
+def fresh(session_token: str | None = None) -> str:
+    """A token signed now: the PAM entry point checks it against the real clock."""
+    return tokens.mint(HOST, PORT, USER, session_token=session_token)
 
 
 @pytest.mark.parametrize(
-    ("token", "expected", "logged"),
+    ("make", "expected", "logged"),
     [
-        (GOOD, FakePam.PAM_SUCCESS, "ok"),
-        (WITH_SESSION, FakePam.PAM_SUCCESS, "ok"),
-        (GOOD[:-2] + "00", FakePam.PAM_AUTH_ERR, "signature"),
+        (fresh, FakePam.PAM_SUCCESS, "ok"),
+        (lambda: fresh(SESSION_TOKEN), FakePam.PAM_SUCCESS, "ok"),
+        (lambda: bad_signature(fresh()), FakePam.PAM_AUTH_ERR, "signature"),
         (
-            replace_param(WITH_SESSION, "X-Amz-Expires", "3600"),
+            lambda: replace_param(fresh(SESSION_TOKEN), "X-Amz-Expires", "3600"),
             FakePam.PAM_AUTH_ERR,
             "expires_too_long",
         ),
     ],
+    ids=["valid", "session_token", "signature", "expires_too_long"],
 )
 @pytest.mark.parametrize("via_conversation", [True, False])
 def test_pam_entry_point_logs_reason_not_token(
-    tmp_path: Path, token: str, expected: int, logged: str, via_conversation: bool
+    tmp_path: Path, make: Any, expected: int, logged: str, via_conversation: bool
 ) -> None:
+    token = make()
     pamh = FakePam(USER, token, authtok=None if via_conversation else token)
     assert authenticate(pamh, write_conf(tmp_path)) == expected
     assert pamh.prompts == (["Password: "] if via_conversation else [])
@@ -207,7 +238,7 @@ def test_pam_error_logs_exception_type_only(tmp_path: Path) -> None:
 
 
 def test_pam_log_keeps_a_hostile_user_name_on_one_line(tmp_path: Path) -> None:
-    assert authenticate(FakePam("a b\nc", GOOD), write_conf(tmp_path)) == FakePam.PAM_AUTH_ERR
+    assert authenticate(FakePam("a b\nc", fresh()), write_conf(tmp_path)) == FakePam.PAM_AUTH_ERR
     assert (tmp_path / "verifier.log").read_text().splitlines()[-1].endswith(" pg a?b?c user")
 
 
@@ -216,8 +247,9 @@ def test_pam_shared_directory_accepts_what_any_bed_accepts(tmp_path: Path) -> No
     other = {**CONF, "access_keys": {"AKIAOTHERBED00000000": "other-secret"}}
     write_conf(tmp_path, "a.json", other)
     write_conf(tmp_path, "b.json")
-    assert authenticate(FakePam(USER, GOOD), tmp_path) == FakePam.PAM_SUCCESS
-    assert authenticate(FakePam("app_user", GOOD), tmp_path) == FakePam.PAM_AUTH_ERR
+    token = fresh()
+    assert authenticate(FakePam(USER, token), tmp_path) == FakePam.PAM_SUCCESS
+    assert authenticate(FakePam("app_user", token), tmp_path) == FakePam.PAM_AUTH_ERR
     lines = (tmp_path / "verifier.log").read_text().splitlines()
     assert lines[0].endswith(f"pg {USER} ok")
     assert lines[1].endswith("pg app_user user")

@@ -15,18 +15,30 @@ from django.db.backends.postgresql import base  # type: ignore[import-untyped]
 
 from securedb.config import Config
 from securedb.connector import Connector
+from securedb.errors import ConfigError
 
-ENDPOINT_PARAMS = ("dbname", "user", "password", "host", "port")
+# Django copies these from its settings; securedb takes them from the URL it builds.
+SETTINGS_PARAMS = {"user": "USER", "password": "PASSWORD", "host": "HOST", "port": "PORT"}
 
 
 class _Driver:
     """psycopg as Django sees it, except that ``connect`` goes through securedb."""
 
-    def __init__(self, connector: Connector) -> None:
+    def __init__(self, connector: Connector, settings: dict[str, Any]) -> None:
         self._connector = connector
+        self._settings = settings
 
     def connect(self, **params: Any) -> psycopg.Connection[Any]:
-        extra = {k: v for k, v in params.items() if k not in ENDPOINT_PARAMS}
+        """Django's parameters: the dbname it asks for, and OPTIONS through the merge point.
+
+        Only what Django copied from the settings is left out; the same key coming from
+        OPTIONS goes on, to be refused.
+        """
+        extra = {
+            k: v
+            for k, v in params.items()
+            if k not in SETTINGS_PARAMS or str(v) != str(self._settings.get(SETTINGS_PARAMS[k]))
+        }
         conn: psycopg.Connection[Any] = self._connector.connect(**extra)
         return conn
 
@@ -39,9 +51,15 @@ class DatabaseWrapper(base.DatabaseWrapper):  # type: ignore[misc]
         settings_dict = dict(settings_dict)
         options = dict(settings_dict.get("OPTIONS") or {})
         securedb_options = options.pop("securedb", {})
+        if options.get("pool"):
+            raise ConfigError(
+                "OPTIONS['pool'] would open connections without securedb; leave it out "
+                "(Django's persistent connections, CONN_MAX_AGE, work)"
+            )
         settings_dict["OPTIONS"] = options
         super().__init__(settings_dict, *args, **kwargs)
-        self.Database = _Driver(Connector(config_from_settings(settings_dict, securedb_options)))
+        connector = Connector(config_from_settings(settings_dict, securedb_options))
+        self.Database = _Driver(connector, settings_dict)
 
 
 def config_from_settings(settings: dict[str, Any], options: dict[str, Any]) -> Config:
