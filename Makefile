@@ -1,5 +1,5 @@
 # The two commands of the README, and the checks CI runs.
-.PHONY: setup demo test lint bed bench
+.PHONY: setup demo test lint bed bench django-suite mutate
 
 VENV_PY := .venv/bin/python
 
@@ -22,3 +22,12 @@ bed: setup
 
 bench: setup
 	$(VENV_PY) -m benchmarks.run
+
+# Mutation testing of the security core on one held bed; not part of CI (about two hours).
+# MUTANTS='securedb.tls.*' limits it; results stay in mutants/ and a rerun tests only changes.
+mutate: setup
+	$(VENV_PY) scripts/mutate.py $(MUTANTS)
+
+# Django's own test suite on securedb's backends and on Django's stock ones (a bed of its own).
+django-suite: setup
+	$(VENV_PY) -m tests.frameworks.django_suite

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from bed import certs, pam, procs
+from bed import certs, mariadb, pam, procs
 from bed.forwarder import Forwarder
 from bed.mariadb import MariaDB
 from bed.moto import ACCESS_KEY_ID, SECRET_ACCESS_KEY, Moto
@@ -255,4 +255,4 @@ def can_start() -> str | None:
             return str(exc)
     if pam.pam_python() is None:
         return "pam_python.so not found; run scripts/setup.sh as root (libpam-python)"
-    return None
+    return mariadb.missing_tool()

@@ -2,8 +2,9 @@
 
 It listens on a loopback port and pipes each connection to the current target. Tests
 steer it: `switch` the target (a DNS flip), `drop` every live connection (a reset),
-`refuse` new ones (the port closes), or `blackhole` traffic (a partition: nothing
-arrives and nothing is refused).
+`refuse` new ones (the port closes), `blackhole` traffic (a partition: nothing
+arrives and nothing is refused), or `cut_next_message` (a connection lost at the one
+message a client sends next, such as a COMMIT).
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST instead of FIN
 
 
 class Forwarder:
-    def __init__(self, target: tuple[str, int], host: str = "127.0.0.1") -> None:
-        self.target, self.host, self.port = target, host, 0
+    """Listens on `host` (any loopback address) and `port` (0: a free one)."""
+
+    def __init__(self, target: tuple[str, int], host: str = "127.0.0.1", port: int = 0) -> None:
+        self.target, self.host, self.port = target, host, port
         self.accepted = 0
+        self.cuts = 0  # connections ended by cut_next_message()
+        self._cut: str | None = None  # "before" or "after" the server gets the next message
         self._lock = threading.Lock()
         self._pairs: set[tuple[socket.socket, socket.socket]] = set()
         self._threads: set[threading.Thread] = set()
@@ -90,6 +95,7 @@ class Forwarder:
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
         peer = {client: server, server: client}
+        cut_at_reply = False  # this connection's next answer from the server is cut
         with selectors.DefaultSelector() as sel:
             for sock in peer:
                 sock.setblocking(False)
@@ -105,12 +111,27 @@ class Forwarder:
                         return
                     if not data:
                         return
+                    cut = self._claim_cut() if sock is client else None
+                    if cut == "before" or (sock is server and cut_at_reply):
+                        self.cuts += 1
+                        _reset(client)  # the data is neither delivered nor answered
+                        _reset(server)
+                        return
+                    cut_at_reply = cut_at_reply or cut == "after"
                     if not self._blackholed:
                         peer[sock].setblocking(True)
                         peer[sock].sendall(data)
                         peer[sock].setblocking(False)
                 if client.fileno() < 0 or server.fileno() < 0:
                     return
+
+    def _claim_cut(self) -> str | None:
+        """The pending cut, taken by the first connection whose client sends something."""
+        if self._cut is None:
+            return None
+        with self._lock:
+            cut, self._cut = self._cut, None
+        return cut
 
     def switch(self, target: tuple[str, int]) -> None:
         """Send new connections to `target`; live ones keep their server."""
@@ -138,6 +159,17 @@ class Forwarder:
         """Listen again, on the same port, after `refuse()`."""
         if self._listener is None:
             self._listen()
+
+    def cut_next_message(self, *, delivered: bool = False) -> None:
+        """Reset the connection whose client sends next, at that message, both sides.
+
+        TLS hides the bytes, so a test arms this where it knows what its client sends
+        next: at the end of a unit of work, that is the COMMIT. With `delivered` the
+        server gets the message and the connection is cut before its answer reaches the
+        client (the COMMIT happened, the client cannot know); without, the message never
+        reaches the server. One connection is cut per call; `cuts` counts them.
+        """
+        self._cut = "after" if delivered else "before"
 
     def blackhole(self) -> None:
         """Forward nothing in either direction, refuse nothing: a network partition."""

@@ -41,6 +41,7 @@ class Ctx:
         self.pg_iam_url = f"postgresql://{PG_USER}@localhost:{port}/app"
         self.pg_password_url = f"postgresql://{APP_USER}:{APP_PASSWORD}@localhost:{port}/app"
         self.my_iam_url = f"mysql://{MY_USER}@127.0.0.1:{self.my_port}/app"
+        self.my_password_url = f"mysql://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{self.my_port}/app"
         self.proxy_iam_url = f"postgresql://{PG_USER}@localhost:{bed.proxy_iam.port}/app"
         self.proxy_password_url = (
             f"postgresql://{APP_USER}:{APP_PASSWORD}@localhost:{bed.proxy_password.port}/app"
@@ -69,6 +70,21 @@ class Ctx:
             "database": "app",
             "user": MY_USER,
             "password": mint("127.0.0.1", self.my_port, MY_USER),
+            "ssl": ssl.create_default_context(cafile=self.ca),
+        }
+
+    def aiomysql_kwargs(self, *, iam: bool = False) -> dict[str, Any]:
+        """Raw aiomysql arguments: a verifying SSLContext, and a token minted now or the password.
+
+        MariaDB's password user (app_user) by default: the bed's PAM logins are for one
+        connection at a time.
+        """
+        return {
+            "host": "127.0.0.1",
+            "port": self.my_port,
+            "db": "app",
+            "user": MY_USER if iam else APP_USER,
+            "password": mint("127.0.0.1", self.my_port, MY_USER) if iam else APP_PASSWORD,
             "ssl": ssl.create_default_context(cafile=self.ca),
         }
 

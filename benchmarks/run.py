@@ -4,7 +4,9 @@
     .venv/bin/python -m benchmarks.run --report-only   # redraw from results.json
 
 The bed is started once; every case runs against its real servers. Outputs: results.json,
-README.md (the tables, with whether securedb met each target) and one PNG per case.
+README.md (the tables, with whether securedb met each target) and one PNG per case. With
+`--case`, and results of the same scale already in the output directory, the cases run
+are merged into them: the other cases, and their plots, stay as they were.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cases_connect, cases_credentials, cases_pooling, cases_startup
+from benchmarks import (
+    cases_async,
+    cases_async_lag,
+    cases_connect,
+    cases_credentials,
+    cases_pooling,
+    cases_startup,
+)
 from benchmarks import report as report_module
 from benchmarks.context import Ctx
 from benchmarks.harness import FULL, QUICK, Scale, failure
@@ -49,6 +58,11 @@ CASES = [
     Case("per_query", cases_pooling.per_query, (WRAPPER,)),
     Case("new_connection", cases_connect.new_connection, (WRAPPER, "boto3")),
     Case("storm", cases_connect.storm, ()),
+    Case("async_checkout", cases_async.async_checkout, (WRAPPER, "aiomysql")),
+    Case("async_per_query", cases_async.async_per_query, (WRAPPER, "aiomysql")),
+    Case("async_new_connection", cases_async.async_new_connection, (WRAPPER, "aiomysql")),
+    Case("loop_lag_refresh", cases_async_lag.loop_lag_refresh, (WRAPPER, "boto3")),
+    Case("loop_lag_cold_secret", cases_async_lag.loop_lag_cold_secret, (WRAPPER, "boto3")),
 ]
 PACKAGES = (
     "securedb",
@@ -56,6 +70,7 @@ PACKAGES = (
     "psycopg-binary",
     "psycopg-pool",
     "PyMySQL",
+    "aiomysql",
     "SQLAlchemy",
     "botocore",
     "boto3",
@@ -171,6 +186,46 @@ def scrub(value: Any, replacements: dict[str, str]) -> Any:
     return value
 
 
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The results of a `--case` run laid over those of an earlier run of the same scale.
+
+    The cases run now replace or join the earlier ones (in `CASES` order) and say in their
+    method when they ran and on which securedb; everything else stays as it was.
+    """
+    order = {c.id: i for i, c in enumerate(CASES)}
+    cases = dict(old["cases"])
+    when = (
+        f"Run on {new['date']} with `--case`, apart from the other cases (securedb "
+        f"{new['packages']['securedb']}). "
+    )
+    for case_id, case in new["cases"].items():
+        cases[case_id] = {**case, "method": when + case.get("method", ""), "run_date": new["date"]}
+    packages = dict(old["packages"])
+    packages.update((k, v) for k, v in new["packages"].items() if k not in packages)
+    runs = [*old.get("partial_runs", []), {"date": new["date"], "cases": list(new["cases"])}]
+    return {
+        **old,
+        "packages": packages,
+        "cases": dict(sorted(cases.items(), key=lambda kv: order.get(kv[0], len(order)))),
+        "partial_runs": runs,
+    }
+
+
+def write_merged(results: dict[str, Any], out: Path, ran: list[str]) -> list[Path]:
+    """results.json and README.md for merged `results`; only the cases in `ran` are redrawn."""
+    written, images = [], {}
+    for case_id, case in results["cases"].items():
+        path = out / f"{case_id}.png"
+        if case_id in ran and report_module.plot(case, path):
+            written.append(path)
+        if path.exists():
+            images[case_id] = path.name
+    path = out / "results.json"
+    path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    (out / "README.md").write_text(report_module.markdown(results, images))
+    return [*written, path, out / "README.md"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke run")
@@ -199,7 +254,13 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.pop(name, None)
         print(f"bed up in {bed.start_seconds:.1f} s", flush=True)
         results = run_cases(bed, QUICK if args.quick else FULL, cases, echo=True)
-    for path in report_module.write(results, Path(args.out)):
+    previous = Path(args.out) / "results.json"
+    old = json.loads(previous.read_text()) if args.case and previous.exists() else None
+    if old is not None and old["scale"]["name"] == results["scale"]["name"]:
+        written = write_merged(merge(old, results), Path(args.out), list(results["cases"]))
+    else:
+        written = report_module.write(results, Path(args.out))
+    for path in written:
         print(f"wrote {path}")
     missed = [case_id for case_id, case in results["cases"].items() if not case["met"]]
     print("targets missed: " + (", ".join(missed) if missed else "none"))

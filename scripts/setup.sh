@@ -31,6 +31,49 @@ if ((${#missing[@]})); then
     fi
 fi
 
+# The bed's MariaDB runs each PAM login in a helper process, auth_pam_tool (the PAM
+# plugin v2): pam_python crashes the server when several of its threads run PAM at once.
+# Some installs lack the tool although the package ships it, so keep a copy from Debian's
+# own package of the installed version in a git-ignored cache; bed/mariadb.py looks for
+# it there, under the server's version, and never needs the system's file.
+mariadbd=$(PATH="$PATH:/usr/sbin" command -v mariadbd)
+server_info=$("$mariadbd" --no-defaults --verbose --help 2>/dev/null)
+server_version=$(awk '/^version / {print $2}' <<<"$server_info")
+plugin_dir=$(awk '/^plugin-dir / {print $2}' <<<"$server_info")
+tool_cache=.cache/bed/mariadb-$server_version
+if [[ -z $server_version || -z $plugin_dir ]]; then
+    echo "setup: cannot read the version and plugin-dir of $mariadbd" >&2
+    exit 1
+fi
+if [[ ! -f $tool_cache/auth_pam_tool ]]; then
+    mkdir -p "$tool_cache"
+    tool_tmp=$(mktemp -d)
+    system_tool=$plugin_dir/auth_pam_tool_dir/auth_pam_tool
+    if [[ -f $system_tool ]]; then
+        cp "$system_tool" "$tool_tmp/auth_pam_tool"
+    else
+        package_version=$(dpkg-query -W -f='${Version}' mariadb-server)
+        echo "setup: fetching auth_pam_tool from mariadb-server $package_version"
+        # apt's sandbox user downloads into the directory, so it must be able to write there.
+        if id _apt >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then chown _apt "$tool_tmp"; fi
+        fetch() { (cd "$tool_tmp" && apt-get download -qq "mariadb-server=$package_version"); }
+        if ! fetch && [[ $(id -u) == 0 ]]; then
+            apt-get update -qq && fetch || true
+        fi
+        deb=$(find "$tool_tmp" -maxdepth 1 -name 'mariadb-server_*.deb' | head -n 1)
+        if [[ -z $deb ]]; then
+            echo "setup: could not download mariadb-server=$package_version;" \
+                "upgrade mariadb-server and run this again" >&2
+            rm -rf "$tool_tmp"
+            exit 1
+        fi
+        dpkg-deb -x "$deb" "$tool_tmp/root"
+        cp "$tool_tmp/root$system_tool" "$tool_tmp/auth_pam_tool"
+    fi
+    install -m 0755 "$tool_tmp/auth_pam_tool" "$tool_cache/auth_pam_tool"
+    rm -rf "$tool_tmp"
+fi
+
 python=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
     "$python" -m venv .venv

@@ -10,25 +10,41 @@ import importlib
 TYPE_CHECKING = False  # not typing's: importing typing would cost more than all of securedb
 
 __version__ = "0.1.0.dev0"
-__all__ = ["Config", "__version__", "connect", "engine", "errors", "pool", "run_transaction"]
+__all__ = [
+    "Config",
+    "__version__",
+    "async_connect",
+    "async_engine",
+    "async_pool",
+    "connect",
+    "engine",
+    "errors",
+    "pool",
+    "run_transaction",
+    "run_transaction_async",
+]
 
 if TYPE_CHECKING:
     from typing import Any
 
     from securedb import errors
     from securedb.config import Config
-    from securedb.connector import connect
-    from securedb.failover import run_transaction
-    from securedb.pooling import pool
-    from securedb.sqlalchemy import engine
+    from securedb.connector import async_connect, connect
+    from securedb.failover import run_transaction, run_transaction_async
+    from securedb.pooling import async_pool, pool
+    from securedb.sqlalchemy import async_engine, engine
 
 _LAZY = {
     "Config": ("securedb.config", "Config"),
     "connect": ("securedb.connector", "connect"),
+    "async_connect": ("securedb.connector", "async_connect"),
     "engine": ("securedb.sqlalchemy", "engine"),
+    "async_engine": ("securedb.sqlalchemy", "async_engine"),
     "pool": ("securedb.pooling", "pool"),
+    "async_pool": ("securedb.pooling", "async_pool"),
     "errors": ("securedb.errors", None),
     "run_transaction": ("securedb.failover", "run_transaction"),
+    "run_transaction_async": ("securedb.failover", "run_transaction_async"),
 }
 
 

@@ -14,6 +14,7 @@ Django, Lambda) holds a reference, and the last one released stops the refresher
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import os
@@ -29,7 +30,7 @@ from securedb.credentials.base import Credential
 from securedb.drivers import Driver, Failure
 from securedb.errors import AuthenticationError, ConfigError, SecureDBError, TLSError
 
-__all__ = ["Connector", "connect"]
+__all__ = ["Connector", "async_connect", "connect"]
 
 logger = logging.getLogger("securedb.connect")
 
@@ -98,8 +99,20 @@ class Connector:
 
     @property
     def config(self) -> Config:
-        """The configuration with the endpoint filled in (from an RDS secret if need be)."""
-        return self._resolved or self._resolve(self.cache.get())
+        """The configuration with the endpoint filled in (from an RDS secret if need be).
+
+        Raises:
+            CredentialsError: the secret that must name the endpoint could not be read.
+        """
+        if self._resolved is not None:
+            return self._resolved
+        try:
+            cred = self.cache.get()
+        except SecureDBError as exc:
+            error = _detached(exc)
+        else:
+            return self._resolve(cred)
+        raise error  # outside the except block: no context to follow
 
     def _resolve(self, cred: Credential) -> Config:
         with self._lock:
@@ -115,16 +128,45 @@ class Connector:
         `dbname` and `args` (driver keyword arguments) are this connection's own; they
         go through the adapter's merge point like ``connect_args``.
         """
-        cfg = self._for_dbname(dbname)
-        driver = drivers.load(cfg.engine or "")
-        outcome = self._attempt(driver, cfg, args, retry=True)
-        if outcome is _RETRY:
-            outcome = self._attempt(driver, cfg, args, retry=False)
+        outcome = self._open(dbname, args)
         if isinstance(outcome, BaseException):
             try:
                 raise outcome  # here, outside any except block: no __context__ to follow
             finally:
                 del outcome  # no cycle through this frame: the connector goes when unused
+        return outcome
+
+    async def connect_async(self, dbname: str | None = None, **args: Any) -> Any:
+        """`connect`'s twin: the driver's async connection; credential work off the loop."""
+        outcome = await self._open_async(dbname, args)
+        if isinstance(outcome, BaseException):
+            try:
+                raise outcome
+            finally:
+                del outcome
+        return outcome
+
+    def _open(self, dbname: str | None, args: Mapping[str, Any]) -> Any:
+        """A connection, or the clean error to raise."""
+        try:
+            cfg = self._for_dbname(self.config, dbname)
+        except SecureDBError as exc:
+            return _detached(exc)
+        driver = drivers.load(cfg.engine or "")
+        outcome = self._attempt(driver, cfg, args, retry=True)
+        if outcome is _RETRY:
+            outcome = self._attempt(driver, cfg, args, retry=False)
+        return outcome
+
+    async def _open_async(self, dbname: str | None, args: Mapping[str, Any]) -> Any:
+        try:
+            cfg = self._for_dbname(self._resolved or await self._config_async(), dbname)
+        except SecureDBError as exc:
+            return _detached(exc)
+        driver = drivers.load(cfg.engine or "")
+        outcome = await self._attempt_async(driver, cfg, args, retry=True)
+        if outcome is _RETRY:
+            outcome = await self._attempt_async(driver, cfg, args, retry=False)
         return outcome
 
     def _attempt(self, driver: Driver, cfg: Config, args: Mapping[str, Any], retry: bool) -> Any:
@@ -136,20 +178,51 @@ class Connector:
         try:
             return driver.connect(cfg, cred, args)
         except Exception as exc:
-            failure = driver.classify(exc)
-            if failure is Failure.AUTH and retry and cfg.auth != "password":
-                logger.info(
-                    "%s refused %s (version %s); refreshing once",
-                    cfg.endpoint,
-                    self.cache.source.name,
-                    cred.version,
-                )
-                self.cache.invalidate(cred)
-                return _RETRY
-            return _translate(exc, failure, cfg, cred.password)
+            return self._refused(driver, cfg, cred, exc, retry)
 
-    def _for_dbname(self, dbname: str | None) -> Config:
-        cfg = self.config
+    async def _attempt_async(
+        self, driver: Driver, cfg: Config, args: Mapping[str, Any], retry: bool
+    ) -> Any:
+        try:
+            cred = await self.credential_async()
+        except SecureDBError as exc:
+            return _detached(exc)
+        try:
+            return await driver.connect_async(cfg, cred, args)
+        except Exception as exc:
+            return self._refused(driver, cfg, cred, exc, retry)
+
+    def _refused(
+        self, driver: Driver, cfg: Config, cred: Credential, exc: Exception, retry: bool
+    ) -> Any:
+        """`_RETRY` for a first refusal of a managed credential, else the error to raise."""
+        failure = driver.classify(exc)
+        managed = cfg.auth != "password"
+        if failure is Failure.AUTH and retry and managed and self.cache.invalidate(cred):
+            logger.info(
+                "%s refused %s (version %s); refreshing once",
+                cfg.endpoint,
+                self.cache.source.name,
+                cred.version,
+            )
+            return _RETRY
+        return _translate(exc, failure, cfg, cred.password)
+
+    async def credential_async(self) -> Credential:
+        """The cached credential inline; a fetch (and botocore's import) in a thread.
+
+        Tasks and threads share the cache's single in-flight fetch.
+        """
+        cache = self.cache
+        value = cache.fresh()
+        if value is None:
+            value = await asyncio.to_thread(cache.get)
+        return value
+
+    async def _config_async(self) -> Config:
+        return self._resolve(await self.credential_async())
+
+    def _for_dbname(self, cfg: Config, dbname: str | None) -> Config:
         if dbname is None or dbname == cfg.dbname:
             return cfg
         if dbname not in self._by_dbname:
@@ -219,6 +292,19 @@ def reset() -> None:
     _registry.reset()
 
 
+async def async_connect(url: str | Config | None = None, **options: Any) -> Any:
+    """`connect`'s async twin: psycopg's ``AsyncConnection`` or an aiomysql connection.
+
+    A cached credential is used inline; fetching one (a secret, AWS credentials from
+    IMDS, the container endpoint or STS, and the first import of botocore) runs in a
+    thread, so the event loop never waits on it.
+
+    Raises:
+        The same errors as `connect`.
+    """
+    return await _memo.get((url, repr(sorted(options.items()))), url, options).connect_async()
+
+
 def connect(url: str | Config | None = None, **options: Any) -> Any:
     """The driver's own connection (psycopg or PyMySQL), verify-full TLS, managed credentials.
 
@@ -255,7 +341,9 @@ def _translate(exc: Exception, failure: Failure | None, cfg: Config, secret: str
             port=cfg.port,
         )
     if failure is Failure.TLS:
-        return TLSError(_tls_message(str(exc), cfg), host=cfg.host, port=cfg.port)
+        # aiomysql keeps the ssl error's words in the cause only.
+        reason = f"{exc} {exc.__cause__ or ''}"
+        return TLSError(_tls_message(reason, cfg), host=cfg.host, port=cfg.port)
     args = tuple(_clean(a, secret) if isinstance(a, str) else a for a in exc.args)
     return type(exc)(*args)
 

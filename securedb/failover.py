@@ -14,19 +14,20 @@ async twin can share them and differ only in I/O.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from securedb import drivers
 from securedb.drivers import Failure
 from securedb.errors import FailoverError, TransactionOutcomeUnknown
 
-__all__ = ["RetryDetails", "backoff", "failure_of", "run_transaction"]
+__all__ = ["RetryDetails", "backoff", "failure_of", "run_transaction", "run_transaction_async"]
 
 logger = logging.getLogger("securedb.failover")
 
@@ -98,49 +99,106 @@ def run_transaction(
         FailoverError: `attempts` or `deadline` (seconds) ran out; the last error is chained.
     """
     runner = _runner(target)
-    started = time.monotonic()
-    attempt = 0
+    retries = _Retries("run_transaction", idempotent, attempts, deadline, on_retry)
     while True:
-        attempt += 1
         try:
             return runner.run(fn)
         except _CommitFailed as failed:
-            failure = runner.failure(failed.cause)
-            if failure not in RETRIED:
-                raise failed.cause from None
-            runner.invalidate()
-            if not idempotent:
-                raise TransactionOutcomeUnknown(
-                    "the connection was lost during COMMIT: the transaction may or may not "
-                    "have committed; check before re-running, or pass idempotent=True",
-                ) from failed.cause
-            last: BaseException = failed.cause
+            error, in_commit = failed.cause, True
         except Exception as exc:
-            failure = runner.failure(exc)
-            if failure not in RETRIED:
-                raise
+            error, in_commit = exc, False
+        failure = runner.failure(error)
+        if failure in RETRIED:
             runner.invalidate()
-            last = exc
+        time.sleep(retries.after(error, failure, in_commit))
+
+
+async def run_transaction_async(
+    target: Any,
+    fn: Callable[[Any], Awaitable[T]],
+    *,
+    idempotent: bool = False,
+    attempts: int = DEFAULT_ATTEMPTS,
+    deadline: float = DEFAULT_DEADLINE,
+    on_retry: RetryHook | None = None,
+) -> T:
+    """`run_transaction`'s async twin, making the same decisions.
+
+    `target` is an `async_engine()` (``fn`` gets an ``AsyncConnection``) or an
+    `async_pool()` (``fn`` gets a psycopg ``AsyncConnection``); ``fn`` is awaited.
+
+    Raises:
+        TransactionOutcomeUnknown: as `run_transaction`.
+        FailoverError: as `run_transaction`.
+    """
+    runner = _async_runner(target)
+    retries = _Retries("run_transaction_async", idempotent, attempts, deadline, on_retry)
+    while True:
+        try:
+            return await runner.run(fn)
+        except _CommitFailed as failed:
+            error, in_commit = failed.cause, True
+        except Exception as exc:
+            error, in_commit = exc, False
+        failure = runner.failure(error)
+        if failure in RETRIED:
+            runner.invalidate()
+        await asyncio.sleep(retries.after(error, failure, in_commit))
+
+
+class _Retries:
+    """The decisions of `run_transaction` and its twin, without I/O.
+
+    `after` is told of each failure and returns how long to wait before the next attempt,
+    or raises: the error itself if it is not failover-class, `TransactionOutcomeUnknown`
+    for a lost COMMIT of non-idempotent work, `FailoverError` when attempts or the
+    deadline run out.
+    """
+
+    def __init__(
+        self,
+        operation: str,
+        idempotent: bool,
+        attempts: int,
+        deadline: float,
+        on_retry: RetryHook | None,
+    ) -> None:
+        self.operation, self.idempotent, self.on_retry = operation, idempotent, on_retry
+        self.attempts, self.deadline = attempts, deadline
+        self.attempt = 0
+        self.started = time.monotonic()
+
+    def after(self, error: BaseException, failure: Failure | None, in_commit: bool) -> float:
+        self.attempt += 1
+        if failure not in RETRIED:
+            raise error
         assert failure is not None
-        wait, waited = backoff(attempt), time.monotonic() - started
-        if attempt >= attempts or waited + wait > deadline:
+        if in_commit and not self.idempotent:
+            raise TransactionOutcomeUnknown(
+                "the connection was lost during COMMIT: the transaction may or may not "
+                "have committed; check before re-running, or pass idempotent=True",
+            ) from error
+        wait, waited = backoff(self.attempt), time.monotonic() - self.started
+        if self.attempt >= self.attempts or waited + wait > self.deadline:
             raise FailoverError(
-                f"gave up after {attempt} attempts in {waited:.1f} s: {failure.value}; the "
-                "database did not come back within the deadline",
-            ) from last
-        details = RetryDetails(
-            "run_transaction", attempt, wait, waited, failure.name, type(last).__name__
-        )
+                f"gave up after {self.attempt} attempts in {waited:.1f} s: {failure.value}; "
+                "the database did not come back within the deadline",
+            ) from error
         logger.warning(
-            "run_transaction attempt %d failed (%s, %s); retrying in %.2f s",
-            attempt,
+            "%s attempt %d failed (%s, %s); retrying in %.2f s",
+            self.operation,
+            self.attempt,
             failure.name,
-            type(last).__name__,
+            type(error).__name__,
             wait,
         )
-        if on_retry is not None:
-            on_retry(details)
-        time.sleep(wait)
+        if self.on_retry is not None:
+            self.on_retry(
+                RetryDetails(
+                    self.operation, self.attempt, wait, waited, failure.name, type(error).__name__
+                )
+            )
+        return wait
 
 
 class _EngineRunner:
@@ -194,9 +252,72 @@ class _PoolRunner:
         self.pool.invalidate()
 
 
+class _AsyncEngineRunner:
+    """An `async_engine()`: invalidated by the same listener, on its sync engine."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.name = engine.dialect.name
+
+    async def run(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        async with self.engine.connect() as conn:
+            result = await fn(conn)
+            try:
+                await conn.commit()
+            except Exception as exc:
+                raise _CommitFailed(exc) from exc
+        return result
+
+    def failure(self, exc: BaseException) -> Failure | None:
+        return failure_of(exc, self.name)
+
+    def invalidate(self) -> None:
+        """Nothing more to do: the listener marked the error a disconnect."""
+
+
+class _AsyncPoolRunner:
+    """A securedb psycopg async pool: connections made before the failure are discarded."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    async def run(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        conn = await self.pool.getconn()
+        try:
+            result = await fn(conn)
+            try:
+                await conn.commit()
+            except Exception as exc:
+                raise _CommitFailed(exc) from exc
+        except BaseException:
+            with contextlib.suppress(Exception):  # a broken connection: the pool discards it
+                await conn.rollback()
+            raise
+        finally:
+            await self.pool.putconn(conn)
+        return result
+
+    def failure(self, exc: BaseException) -> Failure | None:
+        return failure_of(exc, "postgresql")
+
+    def invalidate(self) -> None:
+        self.pool.invalidate()
+
+
 def _quietly_rollback(conn: Any) -> None:
     with contextlib.suppress(Exception):  # a broken connection: the pool discards it
         conn.rollback()
+
+
+def _async_runner(target: Any) -> _AsyncEngineRunner | _AsyncPoolRunner:
+    if hasattr(target, "sync_engine"):
+        return _AsyncEngineRunner(target)
+    if hasattr(target, "getconn") and hasattr(target, "invalidate"):
+        return _AsyncPoolRunner(target)
+    raise TypeError(
+        "run_transaction_async() takes an engine from securedb.async_engine() or a pool "
+        f"from securedb.async_pool(), not {type(target).__name__}"
+    )
 
 
 def _runner(target: Any) -> _EngineRunner | _PoolRunner:

@@ -8,9 +8,8 @@ connection made before it, at checkout: after a failover none to the old writer 
 
 from __future__ import annotations
 
-import itertools
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from securedb.config import Config, split_options
@@ -19,9 +18,10 @@ from securedb.drivers import postgres
 from securedb.errors import ConfigError
 
 if TYPE_CHECKING:
+    import psycopg
     import psycopg_pool
 
-__all__ = ["pool"]
+__all__ = ["async_pool", "pool"]
 
 POOL_DEFAULTS: dict[str, Any] = {
     "min_size": 1,
@@ -60,25 +60,13 @@ def _pool(connector: Connector, pool_options: dict[str, Any]) -> psycopg_pool.Co
     import psycopg
     import psycopg_pool
 
-    cfg = connector.config
-    if cfg.engine != "postgresql":
-        raise ConfigError("pool() is for PostgreSQL (psycopg_pool); use engine() for MySQL")
-    kwargs = pool_options.get("kwargs")
-    if isinstance(kwargs, Mapping):
-        postgres.check_args(kwargs, cfg.host)  # early; every connection checks them again
-    generation = itertools.count()
-    current = [next(generation)]
-    born: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+    cfg = _postgres_config(connector, pool_options)
+    generations = _Generations()
 
-    class Connection(psycopg.Connection[Any]):
-        @classmethod
-        def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
-            conn = connector.connect(**kwargs)
-            born[conn] = current[0]
-            return conn
+    Connection = connection_class(connector, generations.note)
 
     def check(conn: Any) -> None:
-        if born.get(conn, -1) < current[0]:
+        if generations.stale(conn):
             conn.close()  # closed, so the pool discards it instead of taking it back
             raise psycopg.OperationalError("made before a failover; discarded")
         psycopg_pool.ConnectionPool.check_connection(conn)
@@ -86,7 +74,7 @@ def _pool(connector: Connector, pool_options: dict[str, Any]) -> psycopg_pool.Co
     class Pool(psycopg_pool.ConnectionPool[Any]):
         def invalidate(self) -> None:
             """Discard every connection made so far, as each is next checked out."""
-            current[0] = next(generation)
+            generations.invalidate()
 
         def close(self, timeout: float = 5.0) -> None:
             """Close the pool, and release its credential cache."""
@@ -100,3 +88,117 @@ def _pool(connector: Connector, pool_options: dict[str, Any]) -> psycopg_pool.Co
         return Pool(connection_class=Connection, **{**defaults, **pool_options})
     except TypeError as exc:
         raise ConfigError(f"{exc}; see psycopg_pool.ConnectionPool for pool options") from None
+
+
+def connection_class(
+    connector: Connector, note: Callable[[Any], Any] | None = None
+) -> type[psycopg.Connection[Any]]:
+    """A psycopg ``Connection`` class whose ``connect()`` opens through `connector`.
+
+    psycopg_pool calls ``connection_class.connect(conninfo, **kwargs)`` for each new
+    connection: the conninfo is ignored (the endpoint is the connector's); ``dbname``
+    and the other kwargs are that connection's own and go through the merge point.
+    `note`, if given, sees each new connection. Shared by `pool` and Django's pool.
+    """
+    import psycopg
+
+    class Connection(psycopg.Connection[Any]):
+        @classmethod
+        def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+            conn = connector.connect(**kwargs)
+            return note(conn) if note is not None else conn
+
+    return Connection
+
+
+def async_pool(
+    url: str | Config | None = None, **options: Any
+) -> psycopg_pool.AsyncConnectionPool[Any]:
+    """`pool`'s async twin: a psycopg_pool `AsyncConnectionPool`, not yet open.
+
+    ``async with securedb.async_pool(url, ...) as pool:`` opens it (or ``await
+    pool.open()``). Same options, defaults and ``invalidate()`` as `pool`; each new
+    connection's credential is taken inline when cached, else fetched in a thread.
+
+    Raises:
+        ConfigError: an option is invalid, or the URL is not PostgreSQL.
+    """
+    cfg, pool_options = split_options(url, options)
+    if pool_options.get("conninfo"):
+        raise ConfigError(
+            "async_pool() takes no conninfo: pass the endpoint as the URL, and driver "
+            "arguments in connect_args= or kwargs="
+        )
+    connector = Connector(cfg)
+    try:
+        return _async_pool(connector, {**pool_options, "open": pool_options.get("open", False)})
+    except BaseException:
+        connector.close()
+        raise
+
+
+def _async_pool(
+    connector: Connector, pool_options: dict[str, Any]
+) -> psycopg_pool.AsyncConnectionPool[Any]:
+    import psycopg
+    import psycopg_pool
+
+    cfg = _postgres_config(connector, pool_options)
+    generations = _Generations()
+
+    class AsyncConnection(psycopg.AsyncConnection[Any]):
+        @classmethod
+        async def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+            return generations.note(await connector.connect_async(**kwargs))
+
+    async def check(conn: Any) -> None:
+        if generations.stale(conn):
+            await conn.close()
+            raise psycopg.OperationalError("made before a failover; discarded")
+        await psycopg_pool.AsyncConnectionPool.check_connection(conn)
+
+    class AsyncPool(psycopg_pool.AsyncConnectionPool[Any]):
+        def invalidate(self) -> None:
+            """Discard every connection made so far, as each is next checked out."""
+            generations.invalidate()
+
+        async def close(self, timeout: float = 5.0) -> None:
+            """Close the pool, and release its credential cache."""
+            try:
+                await super().close(timeout)
+            finally:
+                connector.close()
+
+    defaults = {**POOL_DEFAULTS, "check": check, "name": f"securedb {cfg.endpoint}"}
+    try:
+        return AsyncPool(connection_class=AsyncConnection, **{**defaults, **pool_options})
+    except TypeError as exc:
+        raise ConfigError(f"{exc}; see psycopg_pool.AsyncConnectionPool for options") from None
+
+
+def _postgres_config(connector: Connector, pool_options: dict[str, Any]) -> Config:
+    cfg = connector.config
+    if cfg.engine != "postgresql":
+        raise ConfigError("pool() is for PostgreSQL (psycopg_pool); use engine() for MySQL")
+    kwargs = pool_options.get("kwargs")
+    if isinstance(kwargs, Mapping):
+        postgres.check_args(kwargs, cfg.host)  # early; every connection checks them again
+    return cfg
+
+
+class _Generations:
+    """Which connections were made before the last `invalidate()` (a failover)."""
+
+    def __init__(self) -> None:
+        self.current = 0
+        self.born: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+    def note(self, conn: Any) -> Any:
+        self.born[conn] = self.current
+        return conn
+
+    def stale(self, conn: Any) -> bool:
+        return self.born.get(conn, -1) < self.current
+
+    def invalidate(self) -> None:
+        self.current += 1

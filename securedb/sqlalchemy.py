@@ -1,4 +1,4 @@
-"""engine(): a plain SQLAlchemy Engine whose connections securedb opens.
+"""engine() and async_engine(): plain SQLAlchemy engines whose connections securedb opens.
 
 The Engine and its pool are SQLAlchemy's own; securedb only supplies ``creator``, so a
 checked-out connection is the driver's own and nothing wraps each query.
@@ -14,10 +14,12 @@ from securedb.errors import ConfigError
 
 if TYPE_CHECKING:
     import sqlalchemy
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["engine"]
+__all__ = ["async_engine", "engine"]
 
 DIALECTS = {"postgresql": "postgresql+psycopg://", "mysql": "mysql+pymysql://"}
+ASYNC_DIALECTS = {"postgresql": "postgresql+psycopg_async://", "mysql": "mysql+aiomysql://"}
 # Pre-ping finds a connection the server or a proxy closed; recycle stays below the
 # idle timeouts of RDS Proxy (30 min by default) and NAT gateways (350 s is their TCP
 # idle limit, but pre-ping covers that).
@@ -68,6 +70,57 @@ def _create(connector: Connector, engine_options: dict[str, Any]) -> sqlalchemy.
         message = f"{exc}; securedb options are {', '.join(sorted(OPTIONS))}"
     else:
         sqlalchemy.event.listen(eng, "handle_error", _failover_listener(cfg.engine or ""))
+        return eng
+    raise ConfigError(message)
+
+
+def async_engine(url: str | Config | None = None, **options: Any) -> AsyncEngine:
+    """`engine`'s async twin: an `AsyncEngine` on psycopg's async connection or aiomysql.
+
+    Same options, defaults, TLS rules, failover listener and shared credential cache as
+    `engine`. Each new connection takes a cached credential inline; fetching one runs in
+    a thread, so the event loop never waits on AWS. With ``secret_id`` alone the secret
+    names the engine, so it is read once here: call this at startup (FastAPI's
+    `securedb.contrib.fastapi.Database` does, off the loop).
+
+    Raises:
+        ConfigError: an option is invalid or unknown to both securedb and SQLAlchemy.
+        CredentialsError: a secret that must supply the endpoint could not be read.
+    """
+    import sqlalchemy
+
+    cfg, engine_options = split_options(url, options)
+    connector = Connector(cfg)
+    try:
+        eng = _create_async(connector, engine_options)
+    except BaseException:
+        connector.close()
+        raise
+    sqlalchemy.event.listen(eng.sync_engine, "engine_disposed", lambda _: connector.close())
+    return eng
+
+
+def _create_async(connector: Connector, engine_options: dict[str, Any]) -> AsyncEngine:
+    import sqlalchemy
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    cfg = connector.config
+    extra: dict[str, Any] = {}
+    if cfg.engine == "mysql":
+        from pymysql.constants import CLIENT
+
+        extra["client_flag"] = CLIENT.FOUND_ROWS
+    try:
+        eng = create_async_engine(
+            ASYNC_DIALECTS[cfg.engine or ""],
+            async_creator=lambda: connector.connect_async(**extra),
+            **{**ENGINE_DEFAULTS, **engine_options},
+        )
+    except (TypeError, sqlalchemy.exc.ArgumentError) as exc:
+        message = f"{exc}; securedb options are {', '.join(sorted(OPTIONS))}"
+    else:
+        listener = _failover_listener(cfg.engine or "")
+        sqlalchemy.event.listen(eng.sync_engine, "handle_error", listener)
         return eng
     raise ConfigError(message)
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bed import pam
+from bed import held, pam
 from bed.bed import Bed, can_start
 
 IN_CI = os.environ.get("CI") == "true"
@@ -19,6 +19,10 @@ IN_CI = os.environ.get("CI") == "true"
 
 @pytest.fixture(scope="session")
 def bed(request: pytest.FixtureRequest) -> Iterator[Bed]:
+    shared = held.borrowed()  # `make mutate`: one bed for all its sessions (bed/held.py)
+    if shared is not None:
+        yield shared
+        return
     reason = can_start()
     if reason:
         if IN_CI:

@@ -3,12 +3,14 @@
 They speak just enough of each protocol to reach the point where a careless client
 would send a credential: a PostgreSQL server that declines TLS or presents a
 certificate for other names, and a MySQL server that offers no TLS and asks for a
-cleartext password.
+cleartext password. The TLS relays present a certificate chain of the test's choosing
+to the client and pass everything on, over TLS again, to one of the bed's servers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import selectors
 import socket
 import ssl
 import struct
@@ -53,6 +55,8 @@ class FakeServer:
         return self
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept(); close() alone does not
         self._listener.close()
         self._thread.join(5)
 
@@ -77,10 +81,11 @@ def pg_with_cert(cert: str, key: str) -> Handler:
     return handler
 
 
-def mysql_without_tls(sock: socket.socket, server: FakeServer) -> None:
-    """A MySQL handshake that lacks CLIENT_SSL and asks for mysql_clear_password."""
-    protocol_41, secure, plugin_auth = 0x200, 0x8000, 0x80000
-    caps = protocol_41 | secure | plugin_auth
+MYSQL_PROTOCOL_41, MYSQL_SSL, MYSQL_SECURE, MYSQL_PLUGIN_AUTH = 0x200, 0x800, 0x8000, 0x80000
+
+
+def mysql_greeting(plugin: bytes, caps: int) -> bytes:
+    """A MySQL server's first packet (protocol 10) offering `caps` and auth `plugin`."""
     body = (
         b"\x0a"
         + b"10.11.0-fake\x00"
@@ -93,7 +98,137 @@ def mysql_without_tls(sock: socket.socket, server: FakeServer) -> None:
         + bytes([21])
         + b"\x00" * 10
         + b"123456789012\x00"
-        + b"mysql_clear_password\x00"
+        + plugin
+        + b"\x00"
     )
-    sock.sendall(struct.pack("<I", len(body))[:3] + b"\x00" + body)
+    return mysql_packet(body, 0)
+
+
+def mysql_packet(body: bytes, sequence: int) -> bytes:
+    return struct.pack("<I", len(body))[:3] + bytes([sequence]) + body
+
+
+def mysql_read_packet(sock: socket.socket | ssl.SSLSocket, server: FakeServer) -> bytes:
+    header = _read_exactly(sock, server, 4)
+    return _read_exactly(sock, server, int.from_bytes(header[:3], "little"))
+
+
+def _read_exactly(sock: socket.socket | ssl.SSLSocket, server: FakeServer, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = server.recv(sock, n - len(data))
+        if not chunk:
+            raise OSError("the client hung up")
+        data += chunk
+    return data
+
+
+def mysql_without_tls(sock: socket.socket, server: FakeServer) -> None:
+    """A MySQL handshake that lacks CLIENT_SSL and asks for mysql_clear_password."""
+    caps = MYSQL_PROTOCOL_41 | MYSQL_SECURE | MYSQL_PLUGIN_AUTH
+    sock.sendall(mysql_greeting(b"mysql_clear_password", caps))
     server.drain(sock)
+
+
+# What a server sends, after the client's handshake response, to switch to a plugin
+# that makes the client send its password as it is.
+CLEARTEXT_SWITCHES = {
+    "mysql_clear_password": b"\xfemysql_clear_password\x00",
+    "dialog": b"\xfedialog\x00\x05Password: ",  # a password question, the last one
+}
+
+
+ACCESS_DENIED = b"\xff" + struct.pack("<H", 1045) + b"#28000Access denied"
+
+
+def mysql_cleartext_switch(plugin: str) -> Handler:
+    """A MySQL server without TLS that lets the client log in, then asks for the password
+    in clear through `plugin` (an auth switch), records the answer and refuses it."""
+
+    def handler(sock: socket.socket, server: FakeServer) -> None:
+        caps = MYSQL_PROTOCOL_41 | MYSQL_SECURE | MYSQL_PLUGIN_AUTH
+        sock.sendall(mysql_greeting(b"mysql_native_password", caps))
+        mysql_read_packet(sock, server)  # the handshake response: user, scrambled password
+        sock.sendall(mysql_packet(CLEARTEXT_SWITCHES[plugin], 2))
+        mysql_read_packet(sock, server)  # a careless client's password, in clear
+        sock.sendall(mysql_packet(ACCESS_DENIED, 4))
+        server.drain(sock)
+
+    return handler
+
+
+PG_SSL_REQUEST = bytes.fromhex("0000000804d2162f")
+
+
+def pg_tls_relay(chain: str, key: str, upstream: tuple[str, int], upstream_ca: str) -> Handler:
+    """A PostgreSQL front that presents `chain` and relays to the server at `upstream`."""
+    front, back = _contexts(chain, key, upstream_ca)
+
+    def handler(sock: socket.socket, server: FakeServer) -> None:
+        server.recv(sock, 8)  # SSLRequest
+        sock.sendall(b"S")
+        with front.wrap_socket(sock, server_side=True) as client:
+            up = socket.create_connection(upstream, timeout=5)
+            up.sendall(PG_SSL_REQUEST)
+            if up.recv(1) != b"S":
+                raise OSError("the upstream server declined TLS")
+            with back.wrap_socket(up, server_hostname="localhost") as upstream_tls:
+                _relay(client, upstream_tls)
+
+    return handler
+
+
+def mysql_tls_relay(chain: str, key: str, upstream: tuple[str, int], upstream_ca: str) -> Handler:
+    """A MySQL front that presents `chain` and relays to the server at `upstream`.
+
+    The server's greeting and the client's TLS request pass as they are, so the login
+    that follows over TLS is the client's own, for the server's own salt.
+    """
+    front, back = _contexts(chain, key, upstream_ca)
+
+    def handler(sock: socket.socket, server: FakeServer) -> None:
+        with socket.create_connection(upstream, timeout=5) as up:
+            sock.sendall(_raw_packet(up, server))  # the greeting, offering TLS
+            up.sendall(_raw_packet(sock, server))  # the client's TLS request
+            with (
+                front.wrap_socket(sock, server_side=True) as client,
+                back.wrap_socket(up, server_hostname="localhost") as upstream_tls,
+            ):
+                _relay(client, upstream_tls)
+
+    return handler
+
+
+def _contexts(chain: str, key: str, upstream_ca: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    front = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    front.load_cert_chain(chain, key)
+    return front, ssl.create_default_context(cafile=upstream_ca)
+
+
+def _raw_packet(sock: socket.socket, server: FakeServer) -> bytes:
+    header = _read_exactly(sock, server, 4)
+    return header + _read_exactly(sock, server, int.from_bytes(header[:3], "little"))
+
+
+def _relay(a: ssl.SSLSocket, b: ssl.SSLSocket) -> None:
+    """Pass data both ways until one side ends; TLS may hold data the socket does not."""
+    peer = {a: b, b: a}
+    with selectors.DefaultSelector() as sel:
+        for sock in peer:
+            sock.setblocking(False)
+            sel.register(sock, selectors.EVENT_READ)
+        while True:
+            ready = [s for s in peer if s.pending()] or [
+                key.fileobj for key, _ in sel.select(timeout=1)
+            ]
+            for sock in ready:
+                try:
+                    data = sock.recv(65536)  # type: ignore[union-attr]
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    continue
+                if not data:
+                    return
+                out = peer[sock]  # type: ignore[index]
+                out.setblocking(True)
+                out.sendall(data)
+                out.setblocking(False)

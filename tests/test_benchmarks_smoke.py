@@ -2,7 +2,8 @@
 
 No timing is asserted: only that each case ran, every contender produced samples (or,
 for a peer, said why it could not), and the outputs were written. Cases whose peers are
-not importable are left out (benchmarks/requirements.txt installs them).
+not importable are left out (benchmarks/requirements.txt installs them). That includes
+the async cases and the event-loop lag cases, whose lag is reported, never asserted.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bed.bed import Bed
-from benchmarks import report, run
+from benchmarks import harness, report, run
 from benchmarks.harness import QUICK
-
-pytestmark = [pytest.mark.bed, pytest.mark.slow]
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +37,8 @@ def importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+@pytest.mark.bed
+@pytest.mark.slow
 def test_every_case_runs_once(bed: Bed, aws_env: dict[str, str], tmp_path: Path) -> None:
     cases = [c for c in run.CASES if all(importable(m) for m in c.requires)]
     assert cases, "no benchmark case has its peers installed"
@@ -68,3 +70,41 @@ def test_every_case_runs_once(bed: Bed, aws_env: dict[str, str], tmp_path: Path)
     for case in results["cases"].values():
         assert case["title"] in markdown
     assert str(bed.root) not in markdown, "a machine path leaked into the report"
+
+
+def results_of(run_name: str, *case_ids: str) -> dict[str, Any]:
+    rows = harness.results([harness.Contender("x", samples=[1.0, 2.0, 3.0])])
+    case = {"target": "t", "verdict": "v", "met": True, "unit": "ns", "contenders": rows}
+    return {
+        "date": run_name,
+        "scale": {"name": "full"},
+        "duration_seconds": 1.0,
+        "machine": {"platform": "p", "cpu_count": 2, "cpu": "c", "python": "3"},
+        "packages": {"securedb": run_name},
+        "cases": {i: {**case, "title": f"{i} of {run_name}", "method": "m"} for i in case_ids},
+    }
+
+
+def test_a_case_run_is_merged_into_the_earlier_results(tmp_path: Path) -> None:
+    """`--case` replaces the cases it ran; the others, and their plots, stay as they were."""
+    pytest.importorskip("matplotlib")
+    old = results_of("old", "per_query", "storm")
+    for case_id in old["cases"]:
+        (tmp_path / f"{case_id}.png").write_bytes(b"old plot")
+    new = results_of("new", "async_per_query", "per_query")
+
+    merged = run.merge(old, new)
+    run.write_merged(merged, tmp_path, list(new["cases"]))
+
+    assert list(merged["cases"]) == ["per_query", "storm", "async_per_query"]  # CASES order
+    assert merged["cases"]["storm"] == old["cases"]["storm"]
+    assert merged["cases"]["per_query"]["title"] == "per_query of new"
+    assert "Run on new with `--case`" in merged["cases"]["per_query"]["method"]
+    assert merged["date"] == "old"
+    assert (tmp_path / "storm.png").read_bytes() == b"old plot"
+    assert (tmp_path / "per_query.png").read_bytes() != b"old plot"
+    assert json.loads((tmp_path / "results.json").read_text()) == merged
+    markdown = (tmp_path / "README.md").read_text()
+    for case_id, case in merged["cases"].items():
+        assert case["title"] in markdown
+        assert f"]({case_id}.png)" in markdown

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import http.server
 import json
+import re
 import ssl
 import threading
 from collections.abc import Iterator
@@ -20,7 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+import securedb
+from bed import certs
+from bed.bed import Bed
 from securedb import ca, cli, errors, tls
+from tests import fakes
 
 RDS_SNAPSHOT_SHA256 = "0eecddd9cca74c1dc9fa95c2f6df508209b068cfd150976e15a21c0cf59f69bc"
 PROXY_SNAPSHOT_SHA256 = "aa7cadf582b94883388772317d459308cd268ae9552bd6c6017be0d8c0a1b60f"
@@ -197,6 +202,101 @@ def test_check_bundle_wants_a_signature_from_the_bundle() -> None:
     assert ca.check_bundle(make_ca("Amazon Root CA 1", org="Amazon", unit=None), "root", "ats")
 
 
+def test_bundled_roots_parse_and_cover_the_regions_they_claim() -> None:
+    """Every bundled root loads as a trust anchor, and the regions PROVENANCE.json lists
+    are exactly those `securedb ca check` finds covered, each by every root it lists."""
+    rds = tls.RDS_BUNDLE.read_bytes()
+    facts = json.loads((tls.DATA / "PROVENANCE.json").read_text())["rds-ca-bundle.pem"]
+    context = ssl.create_default_context(cafile=str(tls.RDS_BUNDLE))
+    assert context.cert_store_stats()["x509_ca"] == facts["certificates"] == len(facts["contents"])
+    claimed: dict[str, int] = {}
+    for entry in facts["contents"]:
+        # "Amazon RDS eu-west-2 Root CA RSA2048 G1"; "Amazon RDS Beta ..." names no region
+        region = re.match(r"Amazon RDS ([a-z]{2}(?:-[a-z]+)+-\d+) Root CA ", entry["subject"])
+        if region:
+            claimed[region.group(1)] = claimed.get(region.group(1), 0) + 1
+    report = ca.inspect(rds, TODAY)
+    assert report["ok"]
+    assert report["regions"] == {r: {"valid": n, "expired": 0} for r, n in claimed.items()}
+    assert len(claimed) >= 30
+    assert all(n == 3 for n in claimed.values())  # RSA2048, RSA4096 and ECC384 G1
+    by_subject = {c["subject"]: c for c in report["certificates"]}
+    for entry in facts["contents"]:
+        assert by_subject[entry["subject"]]["not_after"][:10] == entry["not_after"]
+
+
+@pytest.fixture
+def rds_like(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> certs.RdsLikeChain:
+    """An RDS-like chain for the bed's RDS names, its root added to a copy of the bundled
+    RDS roots, and that copy made securedb's default trust store."""
+    chain = certs.make_rds_like_chain(
+        tmp_path / "rds-like", certs.PG_INSTANCE, certs.MYSQL_INSTANCE
+    )
+    bundle = tls.RDS_BUNDLE.read_bytes() + chain.root.read_bytes()
+    # Shaped like the snapshot: `securedb ca refresh` would write it as it is.
+    ca.check_bundle(bundle, "bundle with the bed's root", "rds", ca.MIN_RDS_CERTS)
+    assert ca.inspect(bundle, TODAY)["regions"][certs.REGION] == {"valid": 4, "expired": 0}
+    (tmp_path / "bundle.pem").write_bytes(bundle)
+    monkeypatch.setattr(tls, "RDS_BUNDLE", tmp_path / "bundle.pem")
+    return chain
+
+
+RELAYS = {
+    "postgresql": (fakes.pg_tls_relay, certs.PG_INSTANCE, 5432),
+    "mysql": (fakes.mysql_tls_relay, certs.MYSQL_INSTANCE, 3306),
+}
+
+
+def connect_through(bed: Bed, engine: str, chain: Path, key: Path) -> str:
+    """Log in by the RDS name with an IAM token and the default trust store, through a
+    relay presenting `chain` (the token's password needs no channel binding to the
+    server's own certificate, which a relay could not give)."""
+    relay, name, port = RELAYS[engine]
+    target = bed.primary.port if engine == "postgresql" else bed.mariadb.port
+    handler = relay(str(chain), str(key), ("127.0.0.1", target), str(bed.pki.ca))
+    with fakes.FakeServer(handler) as front:
+        conn = securedb.connect(
+            f"{engine}://iam_user@{name}:{port}/app",
+            auth="iam",
+            tunnel=f"127.0.0.1:{front.port}",
+        )
+        try:
+            cursor = conn.cursor()
+            cursor.execute("SELECT current_user" if engine == "postgresql" else "SELECT USER()")
+            return str(cursor.fetchone()[0])
+        finally:
+            conn.close()
+
+
+@pytest.mark.bed
+@pytest.mark.parametrize("engine", sorted(RELAYS))
+def test_default_trust_store_validates_an_rds_chain(
+    bed: Bed, aws_env: dict[str, str], rds_like: certs.RdsLikeChain, engine: str
+) -> None:
+    """Root in the bundle, intermediate from the server, leaf for the endpoint: verify-full
+    passes with securedb's defaults, as with a real RDS server."""
+    user = connect_through(bed, engine, rds_like.chain, rds_like.key)
+    assert user.split("@")[0] == "iam_user"
+
+
+@pytest.mark.bed
+@pytest.mark.parametrize("engine", sorted(RELAYS))
+def test_rds_chain_is_refused_without_its_root_or_intermediate(
+    bed: Bed,
+    aws_env: dict[str, str],
+    rds_like: certs.RdsLikeChain,
+    engine: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same server without the intermediate, or the bundle without the root: refused.
+    So the chain that passes above is checked link by link, up to the bundle."""
+    with pytest.raises(errors.TLSError, match="not trusted"):
+        connect_through(bed, engine, rds_like.leaf_only, rds_like.key)
+    monkeypatch.setattr(tls, "RDS_BUNDLE", tls.DATA / "rds-ca-bundle.pem")  # the snapshot
+    with pytest.raises(errors.TLSError, match="not trusted"):
+        connect_through(bed, engine, rds_like.chain, rds_like.key)
+
+
 # `securedb ca refresh` against a local HTTPS server.
 
 
@@ -342,9 +442,49 @@ def test_refresh_refuses_untrusted_servers_and_plain_http(
     out = tmp_path / "data"
     assert cli.main(refresh_args(base, tmp_path, out)[:-2]) == 1  # without --cafile
     assert "download failed" in capsys.readouterr().err
-    assert cli.main(["ca", "refresh", "--output", str(out), "--rds-url", "http://127.0.0.1/x"]) == 1
-    assert "refusing to download a trust store over http" in capsys.readouterr().err
     assert not out.exists()
+
+
+class _Recording(http.server.SimpleHTTPRequestHandler):
+    """Serves files over plain HTTP and notes every path asked for."""
+
+    def do_GET(self) -> None:
+        self.server.asked.append(self.path)  # type: ignore[attr-defined]
+        super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("plain", ["--rds-url", "--ats-url"])
+def test_refresh_never_downloads_over_plain_http(
+    https_server: tuple[str, Path, dict[str, str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    plain: str,
+) -> None:
+    """The same good bundles over plain HTTP: refused for the scheme alone, nothing fetched."""
+    base, www, _ = https_server
+    serve_good_bundles(www)
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Recording, directory=str(www))
+    )
+    server.asked = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    args = refresh_args(base, tmp_path, tmp_path / "data")
+    https_url = args[args.index(plain) + 1]
+    http_url = https_url.replace(base, f"http://127.0.0.1:{server.server_address[1]}")
+    args[args.index(plain) + 1] = http_url
+    try:
+        assert cli.main(args) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert f"refusing to download a trust store over http: {http_url}" in capsys.readouterr().err
+    assert server.asked == []  # type: ignore[attr-defined]
+    assert not (tmp_path / "data").exists()
 
 
 def test_refresh_swaps_the_directory_in_whole(

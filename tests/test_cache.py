@@ -212,14 +212,16 @@ def test_invalidate_forces_one_refetch_rate_limited(clock: Clock) -> None:
     source = Source(clock)
     cache = RefreshAheadCache(source, "lazy", clock)
     first = cache.get()
-    cache.invalidate(first)
+    assert cache.invalidate(first) is True
     second = cache.get()
     assert second.password == "p2"
     assert source.rejected[-1] is first
-    cache.invalidate(second)  # within a second of the last forced refresh
+    # Within a second of the last forced refresh: no fetch, and no point in a retry.
+    assert cache.invalidate(second) is False
     assert cache.get() is second
+    assert cache.invalidate(first) is True  # an old value: the current one is another
     clock.now += 1.5
-    cache.invalidate(second)
+    assert cache.invalidate(second) is True
     assert cache.get().password == "p3"
 
 

@@ -228,11 +228,51 @@ def struct_ssl_request() -> bytes:
     return bytes.fromhex("0000000804d2162f")
 
 
-def test_mysql_server_without_tls_gets_no_credential(aws_env: dict[str, str], ca: str) -> None:
+def test_mysql_server_without_tls_is_refused_before_login(aws_env: dict[str, str], ca: str) -> None:
+    """TLS required (always, off loopback): PyMySQL refuses a server that lacks CLIENT_SSL."""
     with fakes.FakeServer(fakes.mysql_without_tls) as server, pytest.raises(errors.TLSError):
         securedb.connect(f"mysql://iam_user@127.0.0.1:{server.port}/app", auth="iam", ca_bundle=ca)
     assert b"iam_user" not in server.received
     assert b"X-Amz" not in server.received
+
+
+CLEARTEXT_PASSWORD = "never-in-clear-0"
+
+
+@pytest.mark.parametrize("plugin", sorted(fakes.CLEARTEXT_SWITCHES))
+@pytest.mark.parametrize("auth", ["iam", "password"])
+def test_mysql_server_without_tls_gets_no_credential(
+    aws_env: dict[str, str], ca: str, plugin: str, auth: str
+) -> None:
+    """securedb's own guard: no password in clear on a connection without TLS.
+
+    PyMySQL refuses a server without TLS only when TLS is required; on loopback a
+    developer may turn TLS off (``ssl_disabled``), and PyMySQL would then answer a
+    server's switch to a cleartext plugin with the password as it is. securedb does not.
+    """
+    password = f":{CLEARTEXT_PASSWORD}" if auth == "password" else ""
+    with fakes.FakeServer(fakes.mysql_cleartext_switch(plugin)) as server:
+        refused = caught(
+            lambda: securedb.connect(
+                f"mysql://app_user{password}@127.0.0.1:{server.port}/app",
+                auth=auth,
+                ca_bundle=ca,
+                connect_args={"ssl_disabled": True},
+            )
+        )
+    assert b"app_user" in server.received  # the login got as far as the switch
+    assert CLEARTEXT_PASSWORD.encode() not in server.received
+    assert b"X-Amz" not in server.received
+    assert isinstance(refused, errors.TLSError)
+    assert "verified TLS" in str(refused)
+
+
+def caught(action: Any) -> BaseException:
+    try:
+        action()
+    except BaseException as exc:
+        return exc
+    raise AssertionError("no error")
 
 
 def test_weakened_tls_refused_before_any_network() -> None:

@@ -18,7 +18,9 @@ import botocore.session
 import botocore.utils
 import pytest
 
+import securedb
 from bed import tokens, verifier
+from bed.bed import Bed
 from bed.moto import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from securedb import errors
 from securedb.credentials import aws
@@ -43,11 +45,18 @@ def test_token_accepted_and_shaped_like_botocores(aws_keys: None) -> None:
     assert ours["X-Amz-Expires"] == ["900"]
 
 
-def test_ttl_is_the_tokens_expiry(aws_keys: None) -> None:
-    cred = IamTokenSource(HOST, 5432, "iam_user", "us-east-1", 10).fetch()
-    assert parse_qs(cred.password.partition("?")[2])["X-Amz-Expires"] == ["10"]
-    assert cred.expires_at - time.monotonic() <= 10
-    assert cred.refresh_at < cred.expires_at
+@pytest.mark.parametrize("ttl", [10, 900])
+def test_ttl_is_the_tokens_expiry(aws_keys: None, ttl: int) -> None:
+    """A token asks RDS for `ttl` seconds from its signing second; securedb stops handing
+    it out before RDS would refuse it (X-Amz-Date is truncated to the second, and a login
+    takes time), and replaces it two thirds into that life."""
+    signed = 5000.0
+    source = IamTokenSource(HOST, 5432, "iam_user", "us-east-1", ttl, clock=lambda: signed)
+    cred = source.fetch()
+    assert parse_qs(cred.password.partition("?")[2])["X-Amz-Expires"] == [str(ttl)]
+    life = cred.expires_at - signed
+    assert ttl * 3 / 4 - 1 <= life <= ttl - 1
+    assert cred.refresh_at - signed == pytest.approx(life * 2 / 3)
 
 
 def test_user_names_are_quoted(aws_keys: None) -> None:
@@ -287,3 +296,50 @@ def test_web_identity_credentials_never_logged(
     assert query["X-Amz-Security-Token"] == [served.token]
     for secret in (served.secret_key, served.token, WEB_IDENTITY_JWT):
         assert secret not in text
+
+
+PROFILE_CREDENTIALS = f"""\
+[default]
+aws_access_key_id = AKIANOTTHEPROFILEKEY
+aws_secret_access_key = not-the-profile-secret-access-key-00000
+
+[app]
+aws_access_key_id = {ACCESS_KEY_ID}
+aws_secret_access_key = {SECRET_ACCESS_KEY}
+"""
+PROFILE_CONFIG = """\
+[default]
+region = eu-west-1
+
+[profile app]
+region = us-east-1
+"""
+
+
+@pytest.mark.bed
+def test_keys_from_an_aws_profile(
+    bed: Bed,
+    no_aws_credentials: None,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """AWS_PROFILE names a profile of the shared files; its keys sign, the database agrees.
+
+    Nothing is in the environment, and the default profile holds a key the bed does not
+    know: only the named profile's key logs in.
+    """
+    (tmp_path / "credentials").write_text(PROFILE_CREDENTIALS)
+    (tmp_path / "config").write_text(PROFILE_CONFIG)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_PROFILE", "app")
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    url = f"postgresql://iam_user@localhost:{bed.primary.port}/app"
+    with securedb.connect(url, auth="iam", ca_bundle=str(bed.pki.ca)) as conn:
+        user = conn.execute("SELECT current_user").fetchone()
+        query = parse_qs(conn.info.password.partition("?")[2])
+    assert user == ("iam_user",)
+    credential = query["X-Amz-Credential"][0].split("/")
+    assert credential[0] == ACCESS_KEY_ID
+    assert credential[2] == "us-east-1"  # the profile's region, from the config file

@@ -11,8 +11,10 @@ import sqlalchemy as sa
 import securedb
 from bed import certs, postgres
 from bed.bed import Bed
+from securedb import tls
 from securedb.config import Config
 from securedb.contrib import aws_lambda
+from securedb.credentials.base import Credential
 from securedb.drivers import postgres as pg_driver
 
 pytestmark = pytest.mark.bed
@@ -29,17 +31,42 @@ def proxy_url(bed: Bed, auth: str) -> tuple[str, dict[str, Any]]:
     return url, {"auth": auth, "ca_bundle": str(bed.pki.ca), "tunnel": f"127.0.0.1:{port}"}
 
 
-def test_proxy_endpoints_get_proxy_safe_settings() -> None:
-    cfg = Config.from_url(f"postgresql://u@{certs.PROXY}/app", auth="iam")
-    assert cfg.is_proxy
-    from securedb.credentials.base import Credential
-
-    kwargs = pg_driver.connect_kwargs(cfg, Credential("u", "t"), {})
-    assert kwargs["prepare_threshold"] is None
-    assert "options" not in kwargs
-    assert kwargs["sslrootcert"].endswith("rds-proxy-bundle.pem")
+@pytest.mark.parametrize("asked", [{}, {"prepare_threshold": 5}])
+def test_proxy_endpoints_get_proxy_safe_settings(asked: dict[str, Any]) -> None:
+    """No server-side prepared statements through a proxy, whatever the caller asks;
+    a direct endpoint keeps psycopg's default (prepare after 5 runs) or the caller's."""
+    cred = Credential("u", "t")
+    proxy = Config.from_url(f"postgresql://u@{certs.PROXY}/app", auth="iam")
     direct = Config.from_url(f"postgresql://u@{certs.PG_INSTANCE}/app", auth="iam")
-    assert "prepare_threshold" not in pg_driver.connect_kwargs(direct, Credential("u", "t"), {})
+    assert proxy.is_proxy
+    assert not direct.is_proxy
+    through_proxy = pg_driver.connect_kwargs(proxy, cred, asked)
+    assert "prepare_threshold" in through_proxy
+    assert through_proxy["prepare_threshold"] is None
+    assert through_proxy["sslrootcert"] == str(tls.PROXY_BUNDLE)
+    direct_kwargs = pg_driver.connect_kwargs(direct, cred, asked)
+    assert direct_kwargs.get("prepare_threshold", "absent") == asked.get(
+        "prepare_threshold", "absent"
+    )
+    assert direct_kwargs["sslrootcert"] == str(tls.RDS_BUNDLE)
+
+
+def test_proxy_connections_never_prepare(bed: Bed, aws_env: dict[str, str]) -> None:
+    """The setting reaches psycopg: through the proxy, a statement run again and again is
+    never prepared; on a direct connection psycopg prepares it after five runs."""
+    url, options = proxy_url(bed, "password")
+    direct = f"postgresql://app_user:{postgres.APP_PASSWORD}@localhost:{bed.primary.port}/app"
+    query = "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT $1::int%'"
+    with securedb.connect(url, **options) as conn:
+        assert conn.prepare_threshold is None
+        for n in range(8):
+            assert conn.execute("SELECT %s::int", (n,)).fetchone() == (n,)
+        assert conn.execute(query).fetchone() == (0,)
+    with securedb.connect(direct, ca_bundle=str(bed.pki.ca)) as conn:
+        assert conn.prepare_threshold == 5
+        for n in range(8):
+            assert conn.execute("SELECT %s::int", (n,)).fetchone() == (n,)
+        assert conn.execute(query).fetchone() == (1,)
 
 
 @pytest.mark.slow

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 import subprocess
 import sys
+
+import pytest
 
 import securedb
 from securedb import errors
@@ -12,12 +16,54 @@ from securedb import errors
 HEAVY = ("boto3", "botocore", "sqlalchemy", "psycopg", "psycopg_pool", "pymysql")
 
 
+# design.md's public API: each function, and whether it is awaited.
+FUNCTIONS = {
+    "connect": False,
+    "engine": False,
+    "async_engine": False,
+    "pool": False,
+    "async_pool": False,
+    "async_connect": True,
+    "run_transaction": False,
+    "run_transaction_async": True,
+}
+# What each name is, resolved in a fresh interpreter: there no submodule was imported
+# before (an import would set the package's attribute and hide its lazy lookup), and
+# `errors` is looked up first, before another name's module imports it.
+RESOLVE = """
+import inspect, json, securedb
+names = sorted(securedb.__all__, key=lambda name: name != "errors")
+found = {}
+for name in names:
+    value = getattr(securedb, name)
+    if inspect.ismodule(value):
+        found[name] = ["module", value.__name__]
+    elif isinstance(value, str):
+        found[name] = ["str", value]
+    else:
+        found[name] = [value.__module__, value.__qualname__, inspect.iscoroutinefunction(value)]
+print(json.dumps(found))
+"""
+
+
 def test_all_is_the_public_names() -> None:
-    assert sorted(securedb.__all__) == sorted(
-        ["Config", "__version__", "connect", "engine", "errors", "pool", "run_transaction"]
+    assert sorted(securedb.__all__) == sorted(["Config", "__version__", "errors", *FUNCTIONS])
+    assert dir(securedb) == sorted(securedb.__all__)
+    resolved = subprocess.run(
+        [sys.executable, "-c", RESOLVE], capture_output=True, text=True, check=True
     )
-    for name in securedb.__all__:
-        assert getattr(securedb, name) is not None
+    found = json.loads(resolved.stdout)
+    assert found.pop("errors") == ["module", "securedb.errors"]
+    kind, version = found.pop("__version__")
+    assert kind == "str"
+    assert re.fullmatch(r"\d+\.\d+\.\d+(\.dev\d+|(a|b|rc)\d+)?", version)  # PEP 440
+    assert found.pop("Config") == ["securedb.config", "Config", False]
+    for name, (module, qualname, awaited) in found.items():
+        assert (qualname, awaited) == (name, FUNCTIONS[name])
+        assert module.startswith("securedb.")
+        assert getattr(securedb, name) is getattr(importlib.import_module(module), name)
+    with pytest.raises(AttributeError, match="no attribute 'Connector'"):
+        securedb.Connector  # noqa: B018
 
 
 def heavy_modules_after(code: str) -> list[str]:

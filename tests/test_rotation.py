@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -123,14 +125,22 @@ def test_rotation_under_load(
 
 
 class Counting:
-    """Wraps a real source and counts its fetches (signings or GetSecretValue calls)."""
+    """Wraps a real source and counts its fetches (signings or GetSecretValue calls).
 
-    def __init__(self, source: Any) -> None:
+    `after_fetch` runs after each fetch: a test rotates the secret there, so every fetch
+    gets a password that no other fetch gets.
+    """
+
+    def __init__(self, source: Any, after_fetch: Callable[[], None] = lambda: None) -> None:
         self.source, self.name, self.calls = source, source.name, 0
+        self.after_fetch = after_fetch
 
     def fetch(self, rejected: Credential | None = None) -> Credential:
         self.calls += 1
-        return self.source.fetch(rejected)
+        try:
+            return self.source.fetch(rejected)
+        finally:
+            self.after_fetch()
 
 
 class Clock:
@@ -141,45 +151,95 @@ class Clock:
         return self.now
 
 
-def at_expiry(cfg: Config, threads: int = 64) -> tuple[Counting, set[str]]:
+THREADS = 64
+
+
+def together(
+    cfg: Config, after_fetch: Callable[[], None] = lambda: None
+) -> tuple[Counting, Clock, Callable[[], set[str]]]:
+    """The cache for `cfg`, counted and on a test clock, and a function that makes 64
+    threads ask it at once and returns the passwords they got.
+
+    A fetch that starts while they ask lasts until every one of them has asked, so that
+    callers who did not share it would fetch while it is still running.
+    """
     cache = cache_for(cfg)
     clock = Clock()
-    counting = Counting(cache.source)
+    asked = threading.Condition()
+    callers: list[int] = []
+
+    def held_then_after_fetch() -> None:
+        with asked:
+            if callers:
+                asked.wait_for(lambda: len(callers) == THREADS, 10)
+        after_fetch()
+
+    counting = Counting(cache.source, held_then_after_fetch)
     # The real source, on a clock the test moves.
     cache.source, cache._clock, counting.source._clock = counting, clock, clock
-    cache.get()
-    clock.now += 10_000  # every cached value has expired
-    barrier = threading.Barrier(threads)
-    seen: set[str] = set()
 
-    def caller() -> None:
-        barrier.wait()
-        seen.add(cache.get().password)
+    def ask() -> set[str]:
+        barrier = threading.Barrier(THREADS)
+        seen: set[str] = set()
 
-    workers = [threading.Thread(target=caller) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return counting, seen
+        def caller() -> None:
+            barrier.wait()
+            with asked:
+                callers.append(1)
+                asked.notify_all()
+            seen.add(cache.get().password)
+
+        workers = [threading.Thread(target=caller) for _ in range(THREADS)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        callers.clear()
+        return seen
+
+    return counting, clock, ask
 
 
-@pytest.mark.parametrize("auth", ["iam", "secret"])
-def test_single_flight_64_threads(bed: Bed, aws_env: dict[str, str], auth: str) -> None:
-    if auth == "secret":
-        boto3.client("secretsmanager").create_secret(
-            Name="rds/sf",
-            SecretString=json.dumps(
-                {"username": postgres.APP_USER, "password": postgres.APP_PASSWORD}
-            ),
+def test_single_flight_64_threads_iam(bed: Bed, aws_env: dict[str, str]) -> None:
+    """Expired: every caller waits, and all of them for the same one signing."""
+    cfg = Config.from_url(
+        f"postgresql://iam_user@localhost:{bed.primary.port}/app", auth="iam", refresh="lazy"
+    )
+    counting, clock, ask = together(cfg)
+    ask()
+    assert counting.calls == 1  # 64 threads at an empty cache, one signing
+    clock.now += 10_000  # every token has expired
+    assert len(ask()) == 1
+    assert counting.calls == 2  # then exactly one signing more for 64 threads
+
+
+def test_single_flight_64_threads_secret(bed: Bed, aws_env: dict[str, str]) -> None:
+    """The secret rotates after every GetSecretValue: two fetches would mean two passwords."""
+    sm = boto3.client("secretsmanager")
+    rotations = itertools.count(1)
+
+    def rotate() -> None:
+        password = f"sf-password-{next(rotations)}"
+        sm.put_secret_value(
+            SecretId="rds/sf",
+            SecretString=json.dumps({"username": postgres.APP_USER, "password": password}),
         )
-        cfg = Config.from_url(
-            f"postgresql://x@localhost:{bed.primary.port}/app", secret_id="rds/sf", refresh="lazy"
-        )
-    else:
-        cfg = Config.from_url(
-            f"postgresql://iam_user@localhost:{bed.primary.port}/app", auth="iam", refresh="lazy"
-        )
-    counting, seen = at_expiry(cfg)
-    assert counting.calls == 2  # the first fill, then exactly one for 64 threads
-    assert len(seen) == 1
+
+    sm.create_secret(
+        Name="rds/sf",
+        SecretString=json.dumps({"username": postgres.APP_USER, "password": "sf-password-0"}),
+    )
+    cfg = Config.from_url(
+        f"postgresql://x@localhost:{bed.primary.port}/app", secret_id="rds/sf", refresh="lazy"
+    )
+    counting, clock, ask = together(cfg, after_fetch=rotate)
+    # Nothing cached: every caller waits for the one fetch.
+    assert ask() == {"sf-password-0"}
+    assert counting.calls == 1
+    # Due for a refresh but still valid: one caller refreshes, the others are served the
+    # valid value meanwhile; none fetches again.
+    clock.now += cfg.secret_ttl
+    seen = ask()
+    assert "sf-password-1" in seen
+    assert seen <= {"sf-password-0", "sf-password-1"}
+    assert counting.calls == 2

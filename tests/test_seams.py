@@ -7,6 +7,8 @@ the server and its verifier would log the attempt. securedb must refuse first.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -130,34 +132,57 @@ def test_pymysql_ssl_args(
 
 
 @pytest.mark.parametrize(
-    ("option", "match"),
+    ("engine", "option", "match"),
     [
-        ({"sslmode": "prefer"}, "sslmode='prefer' would weaken TLS"),
-        ({"hostaddr": "127.0.0.1"}, "'hostaddr' is securedb's"),
-        ({"sslrootcert": "system"}, "'sslrootcert' is securedb's"),
-        ({"pool": True}, "OPTIONS\\['pool'\\]"),
+        ("postgresql", {"sslmode": "prefer"}, "sslmode='prefer' would weaken TLS"),
+        ("postgresql", {"hostaddr": "127.0.0.1"}, "'hostaddr' is securedb's"),
+        ("postgresql", {"host": "127.0.0.1"}, "'host' is securedb's"),
+        ("postgresql", {"sslrootcert": "system"}, "'sslrootcert' is securedb's"),
+        ("postgresql", {"service": "app"}, "'service' is securedb's"),
+        ("postgresql", {"dbname": "postgres"}, "OPTIONS\\['dbname'\\]"),
+        # Django's pool: the same keys are refused before the pool exists.
+        ("postgresql", {"pool": True, "sslmode": "prefer"}, "sslmode='prefer' would weaken"),
+        ("postgresql", {"pool": {"max_size": 2}, "hostaddr": "127.0.0.1"}, "'hostaddr' is"),
+        ("postgresql", {"pool": {"connection_class": object}}, "\\['connection_class'\\] is"),
+        ("postgresql", {"pool": {"kwargs": {"sslmode": "disable"}}}, "\\['kwargs'\\] is"),
+        ("postgresql", {"pool": {"conninfo": "host=127.0.0.1"}}, "\\['conninfo'\\] is"),
+        ("mysql", {"ssl_verify_identity": False}, "ssl_verify_identity=False"),
+        ("mysql", {"ssl": {"ca": "/etc/ssl/certs/ca-certificates.crt"}}, "argument ssl="),
+        ("mysql", {"unix_socket": "/run/mysqld/mysqld.sock"}, "'unix_socket' is"),
+        ("mysql", {"host": "127.0.0.1"}, "'host' is securedb's"),
+        ("mysql", {"database": "mysql"}, "'database' is securedb's"),
+        ("mysql", {"read_default_file": "/etc/mysql/my.cnf"}, "'read_default_file' is"),
+        ("mysql", {"pool": True}, "OPTIONS\\['pool'\\] is for PostgreSQL"),
     ],
 )
 @pytest.mark.usefixtures("settings")
 def test_django_options(
-    bed: Bed, aws_env: dict[str, str], option: dict[str, Any], match: str
+    bed: Bed, aws_env: dict[str, str], engine: str, option: dict[str, Any], match: str
 ) -> None:
+    server, user = (
+        (bed.primary, postgres.IAM_USER)
+        if engine == "postgresql"
+        else (bed.mariadb, mariadb.IAM_USER)
+    )
+
     def attempt() -> Any:
         conn = open_alias(
-            "seam",
+            f"seam_{engine}",
             {
-                "ENGINE": "securedb.contrib.django.postgresql",
+                "ENGINE": f"securedb.contrib.django.{engine}",
                 "NAME": "app",
-                "USER": postgres.IAM_USER,
+                "USER": user,
                 "HOST": REMOTE,
-                "PORT": 5432,
-                "OPTIONS": {"securedb": options(bed, bed.primary.port), **option},
+                "PORT": 5432 if engine == "postgresql" else 3306,
+                "OPTIONS": {"securedb": options(bed, server.port), **option},
             },
         )
         try:
             conn.ensure_connection()
         finally:
             conn.close()
+            if engine == "postgresql":
+                conn.close_pool()
 
     refused_before_the_server(bed, attempt, match)
 
@@ -172,3 +197,40 @@ def test_the_same_arguments_are_accepted_on_loopback(bed: Bed, aws_env: dict[str
         assert conn.info.get_parameters()["sslmode"] == "require"
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+def test_untrusted_rds_certificate_names_a_missing_regional_ca(
+    bed: Bed, aws_env: dict[str, str], engine: str
+) -> None:
+    """The bundled snapshot may predate the endpoint's region: the error says what to do."""
+    port = bed.primary.port if engine == "postgresql" else bed.mariadb.port
+    with pytest.raises(errors.TLSError) as caught:
+        securedb.connect(
+            f"{engine}://iam_user@localhost:{port}/app", auth="iam", region="us-east-1"
+        )
+    message = str(caught.value)
+    assert "rds-ca-bundle.pem" in message
+    assert "region is newer than the bundled snapshot" in message
+    assert "ca_bundle=" in message
+    assert "securedb ca refresh" in message
+
+
+def test_django_mysql_backend_leaves_pymysql_whole() -> None:
+    """Django imports MySQLdb submodules; securedb must still recognise PyMySQL's errors.
+
+    In a fresh interpreter: without securedb's aliases, Django's import made second
+    copies of PyMySQL's modules and rebound ``pymysql.err`` to one of them.
+    """
+    pytest.importorskip("django")
+    probe = (
+        "import django, sys; from django.conf import settings; settings.configure(); "
+        "django.setup(); import securedb.contrib.django.mysql.base; import pymysql; "
+        "from securedb.drivers import mysql; "
+        "print(pymysql.err is sys.modules['pymysql.err'], "
+        "mysql.classify(pymysql.err.OperationalError(2013, 'lost')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["True", "Failure.FAILOVER"]

@@ -31,7 +31,9 @@ def source(name: str) -> SecretSource:
 
 
 def test_rds_managed_secret(aws_env: dict[str, str]) -> None:
-    boto3.client("secretsmanager").create_secret(Name="rds/ok", SecretString=json.dumps(GOOD))
+    created = boto3.client("secretsmanager").create_secret(
+        Name="rds/ok", SecretString=json.dumps(GOOD)
+    )
     cred = source("rds/ok").fetch()
     assert (cred.user, cred.password) == ("app", "pw-123")
     assert cred.fields == {
@@ -40,7 +42,8 @@ def test_rds_managed_secret(aws_env: dict[str, str]) -> None:
         "port": 5432,
         "dbname": "app",
     }
-    assert cred.version
+    assert created["VersionId"]  # the version id logs and rotation name, not a placeholder
+    assert cred.version == created["VersionId"]
 
 
 def test_pending_version_after_a_refusal(aws_env: dict[str, str]) -> None:

@@ -67,6 +67,16 @@ class RefreshAheadCache:
             return value
         return self._get_slow(value)
 
+    def fresh(self) -> Credential | None:
+        """The cached credential if it is not yet due for a refresh, else None; no I/O.
+
+        The async entry points return it inline, and run `get` in a thread otherwise.
+        """
+        value = self._value
+        if value is not None and self._clock() < value.refresh_at:
+            return value
+        return None
+
     def _get_slow(self, value: Credential | None) -> Credential:
         now = self._clock()
         if value is None or now >= value.expires_at:
@@ -131,19 +141,23 @@ class RefreshAheadCache:
             wait,
         )
 
-    def invalidate(self, rejected: Credential) -> None:
+    def invalidate(self, rejected: Credential) -> bool:
         """The database refused `rejected`: make the next `get` fetch anew.
 
         Does nothing if a newer value already replaced it, or if the last forced
-        refresh was under a second ago.
+        refresh was under a second ago. Returns whether the next `get` may give another
+        credential than `rejected` (a retry with the same one would only be refused again).
         """
         with self._lock:
+            if self._value is not rejected:
+                return True
             now = self._clock()
-            if self._value is not rejected or now - self._forced_at < MIN_FORCED_INTERVAL:
-                return
+            if now - self._forced_at < MIN_FORCED_INTERVAL:
+                return False
             self._forced_at, self._rejected, self._value = now, rejected, None
             self._retry_at = 0.0  # a refusal is worth one fetch even within a backoff
         logger.info("%s was refused by the database; fetching it again", self.source.name)
+        return True
 
     def _ensure_thread(self) -> None:
         if self._thread is None and not self._closed:
@@ -172,11 +186,15 @@ class RefreshAheadCache:
         self._wake = threading.Event()
 
     def close(self) -> None:
+        """Stop the refresher, and close the source's client if it has one."""
         self._closed = True
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(1)
+        close_source = getattr(self.source, "close", None)  # Secrets Manager's connections
+        if close_source is not None:
+            close_source()
 
     def __repr__(self) -> str:
         return f"<RefreshAheadCache {self.source.name} background={self.background}>"

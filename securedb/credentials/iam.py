@@ -30,6 +30,9 @@ from securedb.errors import CredentialsError
 __all__ = ["IamTokenSource", "presign"]
 
 REFRESH_FRACTION = 2 / 3  # refresh once two thirds of a token's life have passed
+# A token must still be valid when the server checks it, after the connection's TCP and
+# TLS handshakes: it is not handed out in its last seconds (a quarter of a short life).
+EXPIRY_MARGIN = 5.0
 EMPTY_PAYLOAD = hashlib.sha256(b"").hexdigest()
 HTTPS_PORT = 443  # botocore signs for https://host:port and leaves this default port out
 AwsKeys = tuple[str, str, "str | None"]
@@ -63,7 +66,8 @@ class IamTokenSource:
         started = self._clock()
         now = datetime.datetime.now(datetime.timezone.utc)
         token = presign(self.host, self.port, self.user, region, keys, self.ttl, now)
-        life = self.ttl - 1  # X-Amz-Date is truncated to the second
+        # X-Amz-Date is truncated to the second, and the login takes time.
+        life = self.ttl - 1 - min(EXPIRY_MARGIN, self.ttl / 4)
         return Credential(
             user=self.user,
             password=token,

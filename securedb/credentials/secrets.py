@@ -76,11 +76,11 @@ class SecretSource:
             code = exc.response.get("Error", {}).get("Code")
             if stage != "AWSCURRENT" and code == "ResourceNotFoundException":
                 return None
-            raise aws.translate(exc, f"{self.name} not read") from None
+            raise aws.translate(exc, self._not_read(stage)) from None
         except CredentialsError:
             raise  # no region: it says what to do
         except Exception as exc:  # (botocore's errors are translated in one place)
-            raise aws.translate(exc, f"{self.name} not read") from None
+            raise aws.translate(exc, self._not_read(stage)) from None
         fields = parse_secret(response.get("SecretString"), self.name)
         return Credential(
             user=str(fields.pop("username")),
@@ -89,6 +89,26 @@ class SecretSource:
             version=str(response.get("VersionId")),
             fields=fields,
         )
+
+    def _not_read(self, stage: str) -> str:
+        """What failed, naming a stage other than AWSCURRENT and why it was read.
+
+        A policy may allow GetSecretValue for AWSCURRENT only: then the error must say
+        that reading AWSPENDING, not the secret as a whole, is what was denied.
+        """
+        if stage == "AWSCURRENT":
+            return f"{self.name} not read"
+        return (
+            f"{self.name} not read at {stage}, which rotation needs once the database "
+            "has refused AWSCURRENT"
+        )
+
+    def close(self) -> None:
+        """Close the Secrets Manager client's HTTP connections; a later fetch makes another."""
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
     def _get_client(self) -> Any:
         if self._client is None:

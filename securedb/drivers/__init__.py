@@ -2,9 +2,9 @@
 
 Each module exposes ``check_args(args, host)`` (refuses driver arguments that securedb
 owns), ``connect_kwargs(cfg, cred, args)`` (pure: the one place where driver arguments
-are merged, securedb's endpoint and TLS keys last), ``connect(cfg, cred, args)`` (imports
-its driver on first use) and ``classify(exc)``. Error-code and argument tables live only
-in the adapters.
+are merged, securedb's endpoint and TLS keys last), ``connect(cfg, cred, args)`` and its
+twin ``connect_async`` (each imports its driver on first use) and ``classify(exc)``.
+Error-code and argument tables live only in the adapters.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ class Driver(Protocol):
         self, cfg: Config, cred: Credential, args: Mapping[str, Any]
     ) -> dict[str, Any]: ...
     def connect(self, cfg: Config, cred: Credential, args: Mapping[str, Any]) -> Any: ...
+    async def connect_async(
+        self, cfg: Config, cred: Credential, args: Mapping[str, Any]
+    ) -> Any: ...
     def classify(self, exc: BaseException) -> Failure | None: ...
 
 

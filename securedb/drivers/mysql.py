@@ -1,4 +1,4 @@
-"""The PyMySQL adapter.
+"""The PyMySQL adapter, and aiomysql (built on PyMySQL) for async.
 
 PyMySQL verifies the certificate against the host it was given, so for a tunnel the
 connection is built for the real endpoint name and handed a socket opened to the
@@ -8,6 +8,7 @@ connection class refuses unless TLS is on.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 import socket
@@ -20,7 +21,7 @@ from securedb.config import Config, is_loopback
 from securedb.credentials.base import Credential
 from securedb.drivers import Failure, check_owned
 
-__all__ = ["check_args", "classify", "connect", "connect_kwargs"]
+__all__ = ["check_args", "classify", "connect", "connect_async", "connect_kwargs"]
 
 _CREDENTIAL = "use auth='iam', secret_id=, or a password in the URL with auth='password'"
 # PyMySQL arguments securedb always sets itself, whichever way the caller tries to.
@@ -110,9 +111,9 @@ def connect(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> Any:
     try:
         sock = socket.create_connection(address, cfg.connect_timeout)
     except OSError as exc:
-        import pymysql
+        from pymysql.err import OperationalError
 
-        raise pymysql.err.OperationalError(
+        raise OperationalError(
             CR_CONN_HOST_ERROR, f"Can't connect to MySQL server on {address[0]!r} ({exc})"
         ) from exc
     for level, option, value in SOCKET_OPTIONS:
@@ -123,14 +124,15 @@ def connect(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> Any:
 
 @functools.cache
 def _connection_class() -> type:
-    import pymysql
+    from pymysql.connections import Connection as PyMySQLConnection
+    from pymysql.err import OperationalError
 
-    class Connection(pymysql.connections.Connection):
+    class Connection(PyMySQLConnection):
         """PyMySQL's connection, refusing to send a cleartext password without TLS."""
 
         def _process_auth(self, plugin_name: bytes, auth_packet: Any, handler: Any = None) -> Any:
             if plugin_name in CLEARTEXT_PLUGINS and not getattr(self, "_secure", False):
-                raise pymysql.err.OperationalError(
+                raise OperationalError(
                     CR_SSL_CONNECTION_ERROR,
                     "the server asked for a cleartext password without TLS; refused",
                 )
@@ -140,19 +142,94 @@ def _connection_class() -> type:
     return Connection
 
 
-def classify(exc: BaseException) -> Failure | None:
-    import pymysql
+async def connect_async(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> Any:
+    """An aiomysql connection (PyMySQL underneath) with `connect`'s guarantees.
 
-    if isinstance(exc, pymysql.err.InterfaceError) and exc.args[:1] in ((0,), ()):
+    TLS is required before any credential is sent, cleartext passwords only over TLS,
+    the same socket options, and for a tunnel the socket goes to the forward while TLS
+    verifies the endpoint name.
+    """
+    kwargs = connect_kwargs(cfg, cred, args)
+    kwargs["db"] = kwargs.pop("database")
+    if kwargs.pop("ssl_disabled", False):  # loopback only: PyMySQL's spelling of "no TLS"
+        kwargs["ssl"] = None
+    for pymysql_only in ("ssl_verify_cert", "ssl_verify_identity", "check_hostname"):
+        kwargs.pop(pymysql_only, None)
+    address = tls.socket_address(cfg.tunnel) if cfg.tunnel else None
+    conn = _async_connection_class()(address=address, **kwargs)
+    try:
+        await conn._connect()
+    except BaseException:
+        await asyncio.sleep(0)  # aiomysql closed its transport: let that finish first
+        raise
+    return conn
+
+
+@functools.cache
+def _async_connection_class() -> type:
+    import aiomysql  # type: ignore[import-untyped]
+    from pymysql.constants import CLIENT
+    from pymysql.err import OperationalError
+
+    class AsyncConnection(aiomysql.Connection):  # type: ignore[misc]
+        """aiomysql's connection, refusing to authenticate without the TLS it was given.
+
+        aiomysql goes on in plaintext when the server does not offer TLS, and answers a
+        cleartext-password request on any transport; this class does neither.
+        """
+
+        _host: str
+        _port: int
+
+        def __init__(self, *, address: tuple[str, int] | None, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._securedb_endpoint = (self._host, self._port)
+            if address is not None:  # the socket goes to the tunnel ...
+                self._host, self._port = address
+
+        async def _get_server_information(self) -> None:
+            self._host, self._port = self._securedb_endpoint  # ... TLS names the endpoint
+            await super()._get_server_information()
+
+        def _set_keep_alive(self) -> None:
+            sock = self._writer.transport.get_extra_info("socket")
+            for level, option, value in SOCKET_OPTIONS:
+                sock.setsockopt(level, option, value)
+
+        async def _request_authentication(self) -> None:
+            if self._ssl_context and not self.server_capabilities & CLIENT.SSL:
+                raise OperationalError(
+                    CR_SSL_CONNECTION_ERROR, "the server does not offer TLS; refused"
+                )
+            await super()._request_authentication()
+
+        async def _process_auth(self, plugin_name: bytes, auth_packet: Any) -> Any:
+            if plugin_name in CLEARTEXT_PLUGINS and not self._secure:
+                raise OperationalError(
+                    CR_SSL_CONNECTION_ERROR,
+                    "the server asked for a cleartext password without TLS; refused",
+                )
+            return await super()._process_auth(plugin_name, auth_packet)
+
+    AsyncConnection.__module__ = "aiomysql.connection"
+    return AsyncConnection
+
+
+def classify(exc: BaseException) -> Failure | None:
+    # By module name, not as `pymysql.err`: importing Django's MySQL backend after
+    # `install_as_MySQLdb()` makes a second copy of that module and rebinds the attribute.
+    from pymysql.err import InterfaceError, MySQLError
+
+    if isinstance(exc, InterfaceError) and exc.args[:1] in ((0,), ()):
         return Failure.FAILOVER
-    if not isinstance(exc, pymysql.err.MySQLError) or not exc.args:
+    if not isinstance(exc, MySQLError) or not exc.args:
         return None
     errno = exc.args[0]
     if errno == ACCESS_DENIED:
         return Failure.AUTH
-    if errno == CR_SSL_CONNECTION_ERROR or isinstance(
-        getattr(exc, "original_exception", None), ssl.SSLError
-    ):
+    # PyMySQL keeps the ssl error as `original_exception`, aiomysql as the cause.
+    cause = getattr(exc, "original_exception", None) or exc.__cause__
+    if errno == CR_SSL_CONNECTION_ERROR or isinstance(cause, ssl.SSLError):
         return Failure.TLS
     if errno in READ_ONLY_ERRNOS:
         return Failure.READ_ONLY

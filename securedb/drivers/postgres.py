@@ -14,7 +14,7 @@ from securedb.drivers import Failure, check_owned
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["check_args", "classify", "connect", "connect_kwargs"]
+__all__ = ["check_args", "classify", "connect", "connect_async", "connect_kwargs"]
 
 # libpq parameters securedb always sets itself, whichever way the caller tries to.
 ENDPOINT_KEYS = {
@@ -142,6 +142,14 @@ def connect(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> psycopg.C
     import psycopg
 
     return psycopg.Connection.connect(**connect_kwargs(cfg, cred, args))
+
+
+async def connect_async(
+    cfg: Config, cred: Credential, args: Mapping[str, Any]
+) -> psycopg.AsyncConnection[Any]:
+    import psycopg
+
+    return await psycopg.AsyncConnection.connect(**connect_kwargs(cfg, cred, args))
 
 
 def classify(exc: BaseException) -> Failure | None:

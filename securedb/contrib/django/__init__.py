@@ -1,6 +1,7 @@
 """Django database backends that connect through securedb.
 
-PostgreSQL only for now (Django's MySQL backend is built on mysqlclient, not PyMySQL)::
+``securedb.contrib.django.postgresql`` (psycopg 3) and ``securedb.contrib.django.mysql``
+(PyMySQL, installed as ``MySQLdb``)::
 
     DATABASES = {
         "default": {
@@ -15,6 +16,8 @@ PostgreSQL only for now (Django's MySQL backend is built on mysqlclient, not PyM
 
 ``OPTIONS["securedb"]`` takes securedb's options (``auth``, ``secret_id``, ``tunnel``,
 ``ca_bundle`` ...); with ``secret_id`` the secret may supply ``HOST`` and ``PORT`` (Django
-still wants ``NAME``).
-Every new connection gets a fresh or cached credential with verify-full TLS.
+still wants ``NAME``). Every new connection, and on PostgreSQL every connection of
+Django's pool (``OPTIONS["pool"]``), gets a fresh or cached credential with verify-full
+TLS. Settings are read when a connection opens, so the test runner's copies and its
+switch to the test database work; per-thread wrappers share one credential cache.
 """

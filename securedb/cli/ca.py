@@ -1,9 +1,9 @@
-"""The securedb command.
+"""``securedb ca check|refresh``: the bundled RDS CA snapshot.
 
-``securedb ca check`` reports on a CA bundle (the bundled RDS snapshot by default): every
+``ca check`` reports on a CA bundle (the bundled RDS snapshot by default): every
 certificate, its expiry, and which AWS regions have a valid CA; it exits 1 when a region
-named in the bundle has none. ``securedb ca refresh`` (maintainers) replaces the bundled
-snapshot with AWS's current trust store.
+named in the bundle has none. ``ca refresh`` (maintainers) replaces the bundled snapshot
+with AWS's current trust store.
 """
 
 from __future__ import annotations
@@ -11,33 +11,20 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from securedb.errors import SecureDBError, TLSError
+from securedb.errors import TLSError
 
 if TYPE_CHECKING:
     from securedb import ca
 
-__all__ = ["main"]
+__all__ = ["register"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line `argv` (default: ``sys.argv[1:]``); return the exit status."""
-    args = _parser().parse_args(argv)
-    try:
-        return int(args.run(args))
-    except (SecureDBError, ImportError) as exc:
-        print(f"securedb: {exc}", file=sys.stderr)
-        return 1
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="securedb")
-    commands = parser.add_subparsers(dest="command", required=True)
-    ca_parser = commands.add_parser("ca", help="the bundled RDS CA snapshot")
-    ca_commands = ca_parser.add_subparsers(dest="ca_command", required=True)
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("ca", help="the bundled RDS CA snapshot: check or refresh it")
+    ca_commands = parser.add_subparsers(dest="ca_command", required=True)
     check = ca_commands.add_parser("check", help="list certificates and the regions they cover")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--bundle", type=Path, help="PEM bundle to check (default: the bundled one)")
@@ -47,8 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     refresh.add_argument("--rds-url", help="where AWS publishes global-bundle.pem")
     refresh.add_argument("--ats-url", action="append", help="an Amazon Trust Services root")
     refresh.add_argument("--cafile", help="trust store for the download itself")
+    refresh.add_argument("--json", action="store_true", help="print the provenance as JSON")
     refresh.set_defaults(run=_refresh)
-    return parser
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -97,10 +84,9 @@ def _refresh(args: argparse.Namespace) -> int:
         ats_urls=tuple(args.ats_url or ca.ATS_URLS),
         cafile=args.cafile,
     )
+    if args.json:
+        print(json.dumps(provenance, indent=2))
+        return 0
     for name, facts in provenance.items():
         print(f"{name}: {facts['certificates']} certificates, sha256 {facts['sha256']}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The securedb MySQL backend for Django on PyMySQL (``ENGINE``: this package's name)."""

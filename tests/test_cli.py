@@ -1,0 +1,413 @@
+"""`securedb token` and `securedb shell` with the real psql and mariadb clients on the bed,
+and what every command shares: flags, SECUREDB_* variables, exit statuses.
+
+Commands that print a token or replace themselves with a client run as real processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bed import certs, mariadb, postgres
+from bed.bed import Bed
+from bed.moto import SECRET_ACCESS_KEY
+from securedb import cli
+from securedb.cli import shell
+from securedb.config import Config
+from securedb.credentials.base import Credential
+from securedb.errors import ConfigError
+
+PG_REAL = f"postgresql://{postgres.IAM_USER}@{certs.PG_INSTANCE}:5432/app"
+
+
+def securedb(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The securedb command as a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "securedb.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def client(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed; scripts/setup.sh installs it")
+    return path
+
+
+def pg_url(bed: Bed) -> str:
+    return f"postgresql://{postgres.IAM_USER}@localhost:{bed.primary.port}/app"
+
+
+def my_url(bed: Bed) -> str:
+    return f"mysql://{mariadb.IAM_USER}@127.0.0.1:{bed.mariadb.port}/app"
+
+
+def psql_as(token: str, conninfo: str, sql: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [client("psql"), conninfo, "-XAtc", sql],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PGPASSWORD": token},
+        timeout=30,
+        check=False,
+    )
+
+
+# securedb token
+
+
+@pytest.mark.bed
+def test_token_is_one_line_and_logs_in_with_psql_under_verify_full(
+    bed: Bed, aws_env: dict[str, str]
+) -> None:
+    done = securedb("token", pg_url(bed))  # --auth defaults to iam for this command
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    token = done.stdout.removesuffix("\n")
+    assert "\n" not in token
+    assert token.startswith(f"localhost:{bed.primary.port}/?Action=connect&DBUser=iam_user&")
+    conninfo = f"host=localhost port={bed.primary.port} dbname=app user=iam_user " + (
+        f"sslmode=verify-full sslrootcert={bed.pki.ca}"
+    )
+    login = psql_as(
+        token, conninfo, "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+    )
+    assert login.returncode == 0, login.stderr
+    assert login.stdout.strip() == "iam_user|t"
+
+
+@pytest.mark.bed
+def test_token_through_a_tunnel_is_signed_for_the_real_endpoint(
+    bed: Bed, aws_env: dict[str, str]
+) -> None:
+    """psql goes to the forward by hostaddr, verifies and sends the real name."""
+    fwd = bed.forwarder(("127.0.0.1", bed.primary.port))
+    done = securedb("token", PG_REAL, "--tunnel", f"127.0.0.1:{fwd.port}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{certs.PG_INSTANCE}:5432/?Action=connect&")
+    conninfo = (
+        f"host={certs.PG_INSTANCE} hostaddr=127.0.0.1 port={fwd.port} dbname=app "
+        f"user=iam_user sslmode=verify-full sslrootcert={bed.pki.ca}"
+    )
+    login = psql_as(done.stdout.strip(), conninfo, "SELECT current_user")
+    assert login.returncode == 0, login.stderr
+    assert login.stdout.strip() == "iam_user"
+    assert fwd.accepted >= 1
+
+
+@pytest.mark.bed
+def test_token_logs_in_with_mariadb_under_verify_full(bed: Bed, aws_env: dict[str, str]) -> None:
+    done = securedb("token", my_url(bed), "--auth", "iam")
+    assert done.returncode == 0, done.stderr
+    login = subprocess.run(
+        [
+            client("mariadb"),
+            "--no-defaults",
+            "--protocol=TCP",
+            "--host=127.0.0.1",
+            f"--port={bed.mariadb.port}",
+            "--user=iam_user",
+            f"--ssl-ca={bed.pki.ca}",
+            "--ssl-verify-server-cert",
+            "-N",
+            "-e",
+            "SELECT CURRENT_USER(); SHOW SESSION STATUS LIKE 'Ssl_version'",
+            "app",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MYSQL_PWD": done.stdout.strip()},
+        timeout=30,
+        check=False,
+    )
+    assert login.returncode == 0, login.stderr
+    user, tls_version = login.stdout.splitlines()
+    assert user == "iam_user@%"
+    assert tls_version.split()[1].startswith("TLSv1.")
+
+
+def test_token_without_aws_credentials_fails_on_stderr_only(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_REGION": "us-east-1",
+    }
+    done = securedb("token", PG_REAL, env=env)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.count("\n") == 1
+    assert "no AWS credentials" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--auth", "secret", "--secret-id", "prod/app"], "prints IAM auth tokens"),
+        (["--iam-token-ttl", "5000"], "iam_token_ttl"),
+        (["--tunnel", "nowhere"], "bad value for tunnel"),
+        (["--region", "Mars"], "bad value for region"),
+    ],
+)
+def test_token_configuration_errors_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["token", PG_REAL, *args]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("securedb: ")
+    assert err.count("\n") == 1
+    assert message in err
+
+
+def test_securedb_variables_fill_in_and_flags_win(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SECUREDB_URL", PG_REAL)
+    monkeypatch.setenv("SECUREDB_AUTH", "secret")
+    assert cli.main(["token"]) == 2  # the variable's auth applies: no secret_id
+    assert "needs secret_id" in capsys.readouterr().err
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "example-secret")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    assert cli.main(["token", "--auth", "iam"]) == 0  # the flag wins over the variable
+    assert capsys.readouterr().out.startswith(f"{certs.PG_INSTANCE}:5432/?Action=connect")
+
+
+def test_client_arguments_are_only_for_shell(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["token", PG_REAL, "--", "-c", "SELECT 1"])
+    assert exit_info.value.code == 2
+    assert "only for `securedb shell`" in capsys.readouterr().err
+
+
+# securedb shell
+
+
+RECORDER = """#!/bin/sh
+# Records what the client is started with, then runs the real client.
+printf '%s\\0' "$@" > "$SECUREDB_TEST_RECORD/argv"
+env -0 > "$SECUREDB_TEST_RECORD/env"
+exec {real} "$@"
+"""
+
+
+def recorder(tmp_path: Path, name: str) -> tuple[dict[str, str], Path]:
+    """A wrapper named `name` first on PATH, and the directory it records into."""
+    real = client(name)
+    bin_dir, record = tmp_path / "bin", tmp_path / "record"
+    bin_dir.mkdir(exist_ok=True)
+    record.mkdir(exist_ok=True)
+    wrapper = bin_dir / name
+    wrapper.write_text(RECORDER.format(real=real))
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "SECUREDB_TEST_RECORD": str(record),
+    }
+    return env, record
+
+
+def recorded(record: Path) -> tuple[list[str], dict[str, str]]:
+    argv = (record / "argv").read_bytes().split(b"\0")[:-1]
+    pairs = (item.split(b"=", 1) for item in (record / "env").read_bytes().split(b"\0") if item)
+    return [a.decode() for a in argv], {k.decode(): v.decode() for k, v in pairs}
+
+
+@pytest.mark.bed
+def test_shell_runs_psql_with_the_token_in_its_environment_not_its_argv(
+    bed: Bed, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    env, record = recorder(tmp_path, "psql")
+    fwd = bed.forwarder(("127.0.0.1", bed.primary.port))
+    done = securedb(
+        "shell",
+        PG_REAL,
+        "--auth",
+        "iam",
+        "--ca-bundle",
+        str(bed.pki.ca),
+        "--tunnel",
+        f"localhost:{fwd.port}",
+        "--",
+        "-XAtc",
+        "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "iam_user|t"
+    argv, client_env = recorded(record)
+    token = client_env["PGPASSWORD"]
+    assert token.startswith(f"{certs.PG_INSTANCE}:5432/?Action=connect&DBUser=iam_user&")
+    assert not any(token in arg or "X-Amz" in arg for arg in argv)
+    conninfo = argv[0].removeprefix("--dbname=").split()
+    assert f"host={certs.PG_INSTANCE}" in conninfo
+    assert {"hostaddr=127.0.0.1", f"port={fwd.port}", "sslmode=verify-full"} <= set(conninfo)
+    assert f"sslrootcert={bed.pki.ca}" in conninfo
+    assert argv[1:] == [
+        "-XAtc",
+        "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    ]
+    assert fwd.accepted >= 1
+
+
+@pytest.mark.bed
+def test_shell_exits_with_the_clients_status(
+    bed: Bed, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    script = tmp_path / "fails.sql"
+    script.write_text("SELECT 1/0;\n")
+    done = securedb(
+        "shell",
+        pg_url(bed),
+        "--auth",
+        "iam",
+        "--ca-bundle",
+        str(bed.pki.ca),
+        "--",
+        "-X",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-f",
+        str(script),
+    )
+    assert done.returncode == 3, done.stderr  # psql: an error in a script with ON_ERROR_STOP
+    assert "division by zero" in done.stderr
+
+
+@pytest.mark.bed
+def test_shell_runs_mariadb_verify_full_with_the_token_in_its_environment(
+    bed: Bed, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    env, record = recorder(tmp_path, "mariadb")
+    done = securedb(
+        "shell",
+        f"mysql://{mariadb.IAM_USER}@localhost:{bed.mariadb.port}/app",
+        "--auth",
+        "iam",
+        "--ca-bundle",
+        str(bed.pki.ca),
+        "--",
+        "-N",
+        "-e",
+        "SELECT CURRENT_USER()",
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "iam_user@%"
+    argv, client_env = recorded(record)
+    token = client_env["MYSQL_PWD"]
+    assert token.startswith(f"localhost:{bed.mariadb.port}/?Action=connect&")
+    assert not any(token in arg or "X-Amz" in arg for arg in argv)
+    assert {"--protocol=TCP", "--ssl-verify-server-cert", f"--ssl-ca={bed.pki.ca}"} <= set(argv)
+
+
+@pytest.mark.bed
+def test_shell_with_an_rds_managed_secret_alone(
+    bed: Bed, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.test_connect import make_secret
+
+    env, record = recorder(tmp_path, "psql")
+    secret = make_secret(bed, "rds/pg", "postgres")
+    done = securedb(
+        "shell",
+        "--secret-id",
+        secret,
+        "--ca-bundle",
+        str(bed.pki.ca),
+        "--",
+        "-XAtc",
+        "SELECT current_user",
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == postgres.APP_USER
+    argv, client_env = recorded(record)
+    assert client_env["PGPASSWORD"] == postgres.APP_PASSWORD
+    assert not any(postgres.APP_PASSWORD in arg for arg in argv)
+
+
+def test_shell_refuses_a_tunnel_for_mysql_and_says_why(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"mysql://iam_user@{certs.MYSQL_INSTANCE}:3306/app"
+    assert cli.main(["shell", url, "--auth", "iam", "--tunnel", "127.0.0.1:3307"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "verify the certificate against the host name they connect to" in err
+    assert f"'127.0.0.1 {certs.MYSQL_INSTANCE}' in /etc/hosts" in err
+
+
+CRED = Credential(user="iam_user", password="token-value")
+
+
+@pytest.mark.parametrize(
+    ("engine", "args"),
+    [
+        ("postgresql", ["-h", "evil.example.com"]),
+        ("postgresql", ["--host=evil.example.com"]),
+        ("postgresql", ["--hos=evil.example.com"]),  # getopt takes unambiguous prefixes
+        ("postgresql", ["-Uadmin"]),
+        ("postgresql", ["-d", "sslmode=disable"]),
+        ("mysql", ["--skip-ssl-verify-server-cert"]),
+        ("mysql", ["--ssl-verify-server-cert=0"]),
+        ("mysql", ["--loose-skip-ssl"]),
+        ("mysql", ["-h127.0.0.2"]),
+        ("mysql", ["--password=x"]),
+        ("mysql", ["--defaults-extra-file=/tmp/my.cnf"]),
+    ],
+)
+def test_shell_refuses_client_options_that_are_securedbs(engine: str, args: list[str]) -> None:
+    cfg = Config.from_url(f"{engine}://iam_user@{certs.PG_INSTANCE}/app", auth="iam")
+    build = shell.psql_command if engine == "postgresql" else shell.mysql_command
+    with pytest.raises(ConfigError, match="is securedb's"):
+        build(cfg, CRED, args, {})
+
+
+@pytest.mark.parametrize(
+    ("engine", "args"),
+    [
+        ("postgresql", ["-X", "-P", "pager=off", "-c", "SELECT 1"]),
+        ("mysql", ["-N", "-e", "SELECT 1"]),
+    ],
+)
+def test_shell_passes_other_client_options_through(engine: str, args: list[str]) -> None:
+    if not shutil.which("psql" if engine == "postgresql" else "mariadb"):
+        pytest.skip("client not installed")
+    cfg = Config.from_url(f"{engine}://iam_user@{certs.PG_INSTANCE}/app", auth="iam")
+    build = shell.psql_command if engine == "postgresql" else shell.mysql_command
+    argv, env = build(cfg, CRED, args, {"PGHOSTADDR": "10.9.9.9", "HOME": "/home/x"})
+    assert argv[-len(args) :] == args
+    assert "token-value" not in " ".join(argv)
+    assert env["HOME"] == "/home/x"
+    if engine == "postgresql":
+        assert "PGHOSTADDR" not in env  # it would send libpq elsewhere than the conninfo says
+
+
+def test_psql_conninfo_quotes_values(tmp_path: Path) -> None:
+    if not shutil.which("psql"):
+        pytest.skip("psql not installed")
+    bundle = tmp_path / "it's a bundle.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    cfg = Config.from_url(
+        f"postgresql://iam_user@{certs.PG_INSTANCE}/my%20db", auth="iam", ca_bundle=str(bundle)
+    )
+    argv, env = shell.psql_command(cfg, CRED, [], {})
+    quoted = str(bundle).replace("'", "\\'")
+    assert f"sslrootcert='{quoted}'" in argv[1]
+    assert "dbname='my db'" in argv[1]
+    assert env["PGPASSWORD"] == "token-value"
+    assert SECRET_ACCESS_KEY not in argv[1]
