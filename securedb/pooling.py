@@ -42,18 +42,8 @@ def pool(url: str | Config | None = None, **options: Any) -> psycopg_pool.Connec
     Raises:
         ConfigError: an option is invalid, or the URL is not PostgreSQL.
     """
-    cfg, pool_options = split_options(url, options)
-    if pool_options.get("conninfo"):
-        raise ConfigError(
-            "pool() takes no conninfo: pass the endpoint as the URL, and driver "
-            "arguments in connect_args= or kwargs="
-        )
-    connector = Connector(cfg)
-    try:
-        return _pool(connector, pool_options)
-    except BaseException:
-        connector.close()
-        raise
+    pool: psycopg_pool.ConnectionPool[Any] = _built(url, options, _pool)
+    return pool
 
 
 def _pool(connector: Connector, pool_options: dict[str, Any]) -> psycopg_pool.ConnectionPool[Any]:
@@ -123,15 +113,25 @@ def async_pool(
     Raises:
         ConfigError: an option is invalid, or the URL is not PostgreSQL.
     """
+    pool: psycopg_pool.AsyncConnectionPool[Any] = _built(
+        url, {"open": False, **options}, _async_pool
+    )
+    return pool
+
+
+def _built(
+    url: str | Config | None, options: dict[str, Any], build: Callable[[Connector, Any], Any]
+) -> Any:
+    """`build(connector, pool_options)`; the connector is released if that fails."""
     cfg, pool_options = split_options(url, options)
     if pool_options.get("conninfo"):
         raise ConfigError(
-            "async_pool() takes no conninfo: pass the endpoint as the URL, and driver "
+            "a securedb pool takes no conninfo: pass the endpoint as the URL, and driver "
             "arguments in connect_args= or kwargs="
         )
     connector = Connector(cfg)
     try:
-        return _async_pool(connector, {**pool_options, "open": pool_options.get("open", False)})
+        return build(connector, pool_options)
     except BaseException:
         connector.close()
         raise

@@ -6,6 +6,7 @@ checked-out connection is the driver's own and nothing wraps each query.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from securedb.config import OPTIONS, Config, split_options
@@ -37,41 +38,8 @@ def engine(url: str | Config | None = None, **options: Any) -> sqlalchemy.engine
         ConfigError: an option is invalid or unknown to both securedb and SQLAlchemy.
         CredentialsError: a secret that must supply the endpoint could not be read.
     """
-    import sqlalchemy
-
-    cfg, engine_options = split_options(url, options)
-    connector = Connector(cfg)
-    try:
-        eng = _create(connector, engine_options)
-    except BaseException:
-        connector.close()
-        raise
-    # dispose() releases the credential cache; an engine used again takes it back.
-    sqlalchemy.event.listen(eng, "engine_disposed", lambda _: connector.close())
+    eng: sqlalchemy.engine.Engine = _engine(url, options, is_async=False)
     return eng
-
-
-def _create(connector: Connector, engine_options: dict[str, Any]) -> sqlalchemy.engine.Engine:
-    import sqlalchemy
-
-    cfg = connector.config
-    extra: dict[str, Any] = {}
-    if cfg.engine == "mysql":
-        from pymysql.constants import CLIENT
-
-        extra["client_flag"] = CLIENT.FOUND_ROWS  # what the MySQL dialect asks of its driver
-    try:
-        eng = sqlalchemy.create_engine(
-            DIALECTS[cfg.engine or ""],
-            creator=lambda: connector.connect(**extra),
-            **{**ENGINE_DEFAULTS, **engine_options},
-        )
-    except (TypeError, sqlalchemy.exc.ArgumentError) as exc:
-        message = f"{exc}; securedb options are {', '.join(sorted(OPTIONS))}"
-    else:
-        sqlalchemy.event.listen(eng, "handle_error", _failover_listener(cfg.engine or ""))
-        return eng
-    raise ConfigError(message)
 
 
 def async_engine(url: str | Config | None = None, **options: Any) -> AsyncEngine:
@@ -87,40 +55,54 @@ def async_engine(url: str | Config | None = None, **options: Any) -> AsyncEngine
         ConfigError: an option is invalid or unknown to both securedb and SQLAlchemy.
         CredentialsError: a secret that must supply the endpoint could not be read.
     """
+    eng: AsyncEngine = _engine(url, options, is_async=True)
+    return eng
+
+
+def _engine(url: str | Config | None, options: dict[str, Any], is_async: bool) -> Any:
+    """The engine, holding its connector's credential cache until `dispose()`."""
     import sqlalchemy
 
     cfg, engine_options = split_options(url, options)
     connector = Connector(cfg)
     try:
-        eng = _create_async(connector, engine_options)
+        eng = _create(connector, engine_options, is_async)
     except BaseException:
         connector.close()
         raise
-    sqlalchemy.event.listen(eng.sync_engine, "engine_disposed", lambda _: connector.close())
+    # dispose() releases the credential cache; an engine used again takes it back.
+    sync_engine = eng.sync_engine if is_async else eng
+    sqlalchemy.event.listen(sync_engine, "engine_disposed", lambda _: connector.close())
     return eng
 
 
-def _create_async(connector: Connector, engine_options: dict[str, Any]) -> AsyncEngine:
+def _create(connector: Connector, engine_options: dict[str, Any], is_async: bool) -> Any:
     import sqlalchemy
-    from sqlalchemy.ext.asyncio import create_async_engine
 
     cfg = connector.config
     extra: dict[str, Any] = {}
     if cfg.engine == "mysql":
         from pymysql.constants import CLIENT
 
-        extra["client_flag"] = CLIENT.FOUND_ROWS
+        extra["client_flag"] = CLIENT.FOUND_ROWS  # what the MySQL dialect asks of its driver
+    create: Callable[..., Any]
+    if is_async:
+        from sqlalchemy.ext.asyncio import create_async_engine  # needs greenlet: async only
+
+        create, dialects = create_async_engine, ASYNC_DIALECTS
+        hook = {"async_creator": lambda: connector.connect_async(**extra)}
+    else:
+        create, dialects = sqlalchemy.create_engine, DIALECTS
+        hook = {"creator": lambda: connector.connect(**extra)}
     try:
-        eng = create_async_engine(
-            ASYNC_DIALECTS[cfg.engine or ""],
-            async_creator=lambda: connector.connect_async(**extra),
-            **{**ENGINE_DEFAULTS, **engine_options},
+        eng: Any = create(
+            dialects[cfg.engine or ""], **hook, **{**ENGINE_DEFAULTS, **engine_options}
         )
     except (TypeError, sqlalchemy.exc.ArgumentError) as exc:
         message = f"{exc}; securedb options are {', '.join(sorted(OPTIONS))}"
     else:
-        listener = _failover_listener(cfg.engine or "")
-        sqlalchemy.event.listen(eng.sync_engine, "handle_error", listener)
+        sync_engine = eng.sync_engine if is_async else eng
+        sqlalchemy.event.listen(sync_engine, "handle_error", _failover_listener(cfg.engine or ""))
         return eng
     raise ConfigError(message)
 
