@@ -11,6 +11,7 @@ connections overlap; its IAM (PAM) logins are used one connection at a time.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -136,6 +137,7 @@ def contenders_of(
         if name.startswith("AWS"):
             why = missing(WRAPPER) or aio.probe(loop, opener, op)
             if why:
+                why = re.sub(r" [(][^)]*[.]py[)]", "", why)  # a file path of this machine
                 left_out.append(f"{name}: {why}")
                 continue
         run = aio.fresh(loop, opener, op)

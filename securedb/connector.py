@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib
 import logging
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Hashable, Mapping
@@ -164,6 +166,9 @@ class Connector:
         except SecureDBError as exc:
             return _detached(exc)
         driver = drivers.load(cfg.engine or "")
+        missing = [name for name in driver.ASYNC_IMPORTS if name not in sys.modules]
+        if missing:  # the first import of a driver takes hundreds of ms: not on the loop
+            await asyncio.to_thread(lambda: [importlib.import_module(n) for n in missing])
         outcome = await self._attempt_async(driver, cfg, args, retry=True)
         if outcome is _RETRY:
             outcome = await self._attempt_async(driver, cfg, args, retry=False)
@@ -214,7 +219,7 @@ class Connector:
         Tasks and threads share the cache's single in-flight fetch.
         """
         cache = self.cache
-        value = cache.fresh()
+        value = cache.get_cached()
         if value is None:
             value = await asyncio.to_thread(cache.get)
         return value

@@ -67,15 +67,24 @@ class RefreshAheadCache:
             return value
         return self._get_slow(value)
 
-    def fresh(self) -> Credential | None:
-        """The cached credential if it is not yet due for a refresh, else None; no I/O.
+    def get_cached(self) -> Credential | None:
+        """What `get` would return without fetching (waking the refresher if it is due),
+        else None; never any I/O.
 
-        The async entry points return it inline, and run `get` in a thread otherwise.
+        The async entry points return it inline, and run `get` in a thread otherwise:
+        only when there is no valid value, or a lazy refresh is due and none is in flight.
         """
         value = self._value
-        if value is not None and self._clock() < value.refresh_at:
+        now = self._clock()
+        if value is None or now >= value.expires_at:
+            return None
+        if now < value.refresh_at:
             return value
-        return None
+        if self.background:
+            self._ensure_thread()
+            self._wake.set()
+            return value
+        return value if now < self._retry_at or self._flight is not None else None
 
     def _get_slow(self, value: Credential | None) -> Credential:
         now = self._clock()

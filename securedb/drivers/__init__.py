@@ -31,6 +31,8 @@ class Failure(enum.Enum):
 
 
 class Driver(Protocol):
+    ASYNC_IMPORTS: tuple[str, ...]  # the modules `connect_async` needs, imported off the loop
+
     def check_args(self, args: Mapping[str, Any], host: str | None) -> None: ...
     def connect_kwargs(
         self, cfg: Config, cred: Credential, args: Mapping[str, Any]

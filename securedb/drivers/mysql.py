@@ -52,6 +52,7 @@ TLS_KEYS: dict[str, tuple[Any, ...]] = {
     "check_hostname": (True,),
 }
 
+ASYNC_IMPORTS = ("pymysql", "aiomysql")
 ACCESS_DENIED = 1045
 CR_CONN_HOST_ERROR = 2003  # also how PyMySQL reports a certificate failure
 CR_SSL_CONNECTION_ERROR = 2026

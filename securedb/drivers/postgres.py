@@ -49,6 +49,7 @@ TLS_KEYS: dict[str, tuple[Any, ...]] = {
     "gsslib": (),
 }
 
+ASYNC_IMPORTS = ("psycopg",)
 AUTH_SQLSTATES = {"28P01", "28000"}
 FAILOVER_SQLSTATES = {"57P01", "57P02", "57P03"}
 READ_ONLY_SQLSTATES = {"25006"}

@@ -40,6 +40,8 @@ def refused(failure: Failure | None, text: str) -> Refused:
 
 
 class Driver:
+    ASYNC_IMPORTS = ("json",)  # a module that is always there: nothing to import off the loop
+
     def __init__(self, outcomes: list[Refused | str]) -> None:
         self.outcomes = outcomes
         self.passwords: list[str] = []

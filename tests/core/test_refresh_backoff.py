@@ -213,16 +213,31 @@ def test_the_refresher_keeps_refreshing_past_a_failure(
         cache.close()
 
 
-def test_fresh_is_the_cached_value_until_its_refresh_point() -> None:
+def test_get_cached_is_what_get_returns_without_a_fetch() -> None:
+    """The async path hops to a thread only when this returns None."""
     clock = Clock()
-    cache = RefreshAheadCache(Timed(clock), "lazy", clock)
-    assert cache.fresh() is None  # nothing cached: the caller fetches (in a thread)
+    source = Timed(clock)
+    cache = RefreshAheadCache(source, "lazy", clock)
+    assert cache.get_cached() is None  # nothing cached: the caller fetches (in a thread)
     value = cache.get()
-    assert cache.fresh() is value
+    assert cache.get_cached() is value
     clock.now = 159.999
-    assert cache.fresh() is value
+    assert cache.get_cached() is value
     clock.now = 160.0
-    assert cache.fresh() is None
+    assert cache.get_cached() is None  # a lazy refresh is due: the caller fetches
+    source.fail = True
+    assert cache.get() is value  # the refresh fails; the valid value is served
+    assert cache.get_cached() is value  # within the backoff: no fetch, so no thread hop
+    assert source.count == 1
+    clock.now = 190.0
+    assert cache.get_cached() is None  # expired
+    background = RefreshAheadCache(Timed(clock), "background", clock)
+    try:
+        first = background.get()
+        clock.now += 61
+        assert background.get_cached() is first  # the refresher is woken; nobody waits
+    finally:
+        background.close()
 
 
 def test_the_refresher_finds_no_value_after_a_refusal(bounds: list[tuple[float, float]]) -> None:
