@@ -204,6 +204,20 @@ def _async_connection_class() -> type:
                 )
             await super()._request_authentication()
 
+        async def ensure_closed(self) -> None:
+            """aiomysql's, then wait (a second at most) until the socket is really closed.
+
+            aiomysql only starts closing the TLS transport; a loop that ends first would
+            leave the socket open.
+            """
+            writer = self._writer
+            await super().ensure_closed()
+            if writer is not None:
+                try:
+                    await asyncio.wait_for(writer.wait_closed(), 1.0)
+                except (OSError, asyncio.TimeoutError):
+                    writer.transport.abort()
+
         async def _process_auth(self, plugin_name: bytes, auth_packet: Any) -> Any:
             if plugin_name in CLEARTEXT_PLUGINS and not self._secure:
                 raise OperationalError(
