@@ -51,11 +51,11 @@ class _Registry:
             self.entries[key] = (cache, count + 1)
         return key, cache
 
-    def release(self, key: Hashable) -> None:
+    def release(self, key: Hashable, acquired: RefreshAheadCache) -> None:
         with self.lock:
-            if key not in self.entries:  # forgotten by reset()
+            cache, count = self.entries.get(key, (None, 0))
+            if cache is not acquired:  # reset() forgot that one: this entry is not ours
                 return
-            cache, count = self.entries[key]
             if count > 1:
                 self.entries[key] = (cache, count - 1)
                 return
@@ -89,7 +89,7 @@ class Connector:
 
     def _acquire(self) -> None:
         key, self._cache = _registry.acquire(self._cfg)
-        self._release = weakref.finalize(self, _registry.release, key)
+        self._release = weakref.finalize(self, _registry.release, key, self._cache)
 
     @property
     def cache(self) -> RefreshAheadCache:

@@ -122,3 +122,16 @@ def test_identities_differ_by_credential_not_by_connection() -> None:
     assert all(identity(c) != identity(base) for c in different)
     one = Config.from_url("postgresql://app:one@localhost/app")
     assert identity(one) != identity(Config.from_url("postgresql://app:two@localhost/app"))
+
+
+def test_a_handle_from_before_a_reset_releases_nothing_of_the_new_entry() -> None:
+    """A connector that outlived `reset()` (an old engine, a stored traceback) is let go
+    later: it must not take a reference that a new connector holds."""
+    cfg = Config.from_url("postgresql://app:pw@localhost/app")
+    old = connector.Connector(cfg)
+    connector.reset()
+    new = connector.Connector(cfg)
+    old.close()
+    assert connector._registry.entries[identity(cfg)][1] == 1
+    new.close()
+    assert identity(cfg) not in connector._registry.entries
