@@ -28,6 +28,7 @@ class Source:
     def __init__(self, clock: Clock, life: float = 90, ahead: float = 60) -> None:
         self.name, self.clock, self.life, self.ahead = "test source", clock, life, ahead
         self.fetches, self.fail, self.delay = 0, False, 0.0
+        self.fetched_on: list[threading.Thread] = []  # the thread of each fetch
         self.error: type[Exception] = CredentialsError
         self.rejected: list[Credential | None] = []
         self.lock = threading.Lock()
@@ -38,6 +39,7 @@ class Source:
         with self.lock:
             self.fetches += 1
             number = self.fetches
+            self.fetched_on.append(threading.current_thread())
         self.rejected.append(rejected)
         self.entered.set()
         if self.gate is not None:
@@ -245,11 +247,12 @@ def test_background_refreshes_on_its_thread() -> None:
         assert cache.get().password == "p1"
         thread = cache._thread
         assert thread is not None
+        # `fetches` counts a fetch when it starts; wait for the new value to be served.
         deadline = time.monotonic() + 5
-        while source.fetches < 2 and time.monotonic() < deadline:
+        while cache.get().password == "p1" and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert source.fetches >= 2
         assert cache.get().password != "p1"
+        assert source.fetched_on[1] is thread
     finally:
         cache.close()
     assert not thread.is_alive()
