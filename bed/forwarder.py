@@ -14,9 +14,11 @@ import selectors
 import socket
 import struct
 import threading
+import time
 from types import TracebackType
 
 LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST instead of FIN
+DROP_DEADLINE = 5.0
 
 
 class Forwarder:
@@ -86,12 +88,12 @@ class Forwarder:
         try:
             self._pump(client, server)
         finally:
-            with self._lock:
-                self._pairs.discard(pair)
             # A graceful close, so the client reads what the server said last (say, an
             # authentication error); after drop() the sockets linger 0 and reset instead.
             _close(client)
             _close(server)
+            with self._lock:
+                self._pairs.discard(pair)
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
         peer = {client: server, server: client}
@@ -138,7 +140,12 @@ class Forwarder:
         self.target = target
 
     def drop(self) -> None:
-        """Reset every live connection, both sides."""
+        """Reset every live connection, both sides, and return once they are closed.
+
+        Until its pump closes a connection, a request sent on it can still be forwarded
+        and answered: a client's pre-ping right after drop() would pass, and only its
+        next query would fail.
+        """
         with self._lock:
             pairs = list(self._pairs)
         for client, server in pairs:
@@ -146,6 +153,15 @@ class Forwarder:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
                     sock.shutdown(socket.SHUT_RD)  # wakes the pump, which closes: a reset
+        deadline = time.monotonic() + DROP_DEADLINE
+        while self._live(pairs):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"forwarder: connections open {DROP_DEADLINE} s after drop()")
+            time.sleep(0.005)
+
+    def _live(self, pairs: list[tuple[socket.socket, socket.socket]]) -> bool:
+        with self._lock:
+            return any(pair in self._pairs for pair in pairs)
 
     def refuse(self) -> None:
         """Close the port: new connection attempts are refused."""
