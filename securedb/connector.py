@@ -38,34 +38,59 @@ logger = logging.getLogger("securedb.connect")
 
 
 class _Registry:
-    """One credential cache per identity, counted; the last release closes it."""
+    """One credential cache per identity, counted; the last release closes it.
+
+    Releases come from finalizers, and the garbage collector runs those wherever it
+    starts, including inside `acquire` on the thread that holds the lock. So a release
+    never waits for the lock: it is queued, and whoever holds the lock settles the queue
+    after letting go.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.entries: dict[Hashable, tuple[RefreshAheadCache, int]] = {}
+        self.pending: collections.deque[tuple[Hashable, RefreshAheadCache]] = collections.deque()
 
     def acquire(self, cfg: Config) -> tuple[Hashable, RefreshAheadCache]:
         key = identity(cfg)
         with self.lock:
             cache, count = self.entries.get(key) or (cache_for(cfg), 0)
             self.entries[key] = (cache, count + 1)
+        self.settle()
         return key, cache
 
     def release(self, key: Hashable, acquired: RefreshAheadCache) -> None:
-        with self.lock:
-            cache, count = self.entries.get(key, (None, 0))
-            if cache is not acquired:  # reset() forgot that one: this entry is not ours
+        self.pending.append((key, acquired))
+        self.settle()
+
+    def settle(self) -> None:
+        """Apply the queued releases, unless another holds the lock (it settles them)."""
+        while self.pending:
+            if not self.lock.acquire(blocking=False):
                 return
-            if count > 1:
-                self.entries[key] = (cache, count - 1)
-                return
-            del self.entries[key]
-        cache.close()
+            closing: list[RefreshAheadCache] = []
+            try:
+                while self.pending:
+                    key, acquired = self.pending.popleft()
+                    cache, count = self.entries.get(key, (None, 0))
+                    if cache is not acquired:  # reset() forgot that one: not ours
+                        continue
+                    if count > 1:
+                        self.entries[key] = (cache, count - 1)
+                    else:
+                        del self.entries[key]
+                        closing.append(cache)
+            finally:
+                self.lock.release()
+            for cache in closing:
+                cache.close()
 
     def reset(self) -> None:
         with self.lock:
             caches = [cache for cache, _ in self.entries.values()]
             self.entries.clear()
+            self.pending.clear()
+        self.settle()
         for cache in caches:
             cache.close()
 

@@ -135,3 +135,26 @@ def test_a_handle_from_before_a_reset_releases_nothing_of_the_new_entry() -> Non
     assert connector._registry.entries[identity(cfg)][1] == 1
     new.close()
     assert identity(cfg) not in connector._registry.entries
+
+
+def test_a_release_never_waits_for_the_registry_lock() -> None:
+    """The garbage collector can finalize a connector inside `acquire`, on the thread that
+    holds the registry lock (a CI run hung so): a release is queued, not waited for, and
+    the next holder applies it when it lets go."""
+    cfg = Config.from_url("postgresql://app:pw@localhost/app")
+    first, second = connector.Connector(cfg), connector.Connector(cfg)
+    released = threading.Event()
+
+    def release_first() -> None:
+        first.close()
+        released.set()
+
+    with connector._registry.lock:  # as acquire() holds it when the collector runs
+        threading.Thread(target=release_first).start()
+        assert released.wait(5), "release() waited for the registry lock"
+        assert connector._registry.entries[identity(cfg)][1] == 2  # queued
+    other = connector.Connector(Config.from_url("postgresql://app:other@localhost/app"))
+    assert connector._registry.entries[identity(cfg)][1] == 1  # applied by acquire()
+    second.close()
+    other.close()
+    assert identity(cfg) not in connector._registry.entries

@@ -104,9 +104,11 @@ class SecretSource:
         )
 
     def close(self) -> None:
-        """Close the Secrets Manager client's HTTP connections; a later fetch makes another."""
-        with self._client_lock:
-            client, self._client = self._client, None
+        """Close the Secrets Manager client's HTTP connections; a later fetch makes another.
+
+        No lock: a finalizer can close the source while this thread creates its client.
+        """
+        client, self._client = self._client, None
         if client is not None:
             client.close()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 import botocore.exceptions
@@ -132,6 +133,20 @@ def test_other_failures_are_translated_without_their_text() -> None:
     src._client = Broken()
     with pytest.raises(errors.CredentialsError, match="secret 'rds/app' not read: cannot reach"):
         src.fetch()
+
+
+def test_close_never_waits_for_the_client_lock() -> None:
+    """A finalizer can close the source while the same thread creates its client."""
+    src = SecretSource("rds/app", "eu-west-2", 600)
+    closed = threading.Event()
+
+    def close() -> None:
+        src.close()
+        closed.set()
+
+    with src._client_lock:  # as _get_client() holds it
+        threading.Thread(target=close).start()
+        assert closed.wait(5), "close() waited for the client lock"
 
 
 # --- cache.invalidate --------------------------------------------------------------------
