@@ -121,9 +121,12 @@ class Forwarder:
                         return
                     cut_at_reply = cut_at_reply or cut == "after"
                     if not self._blackholed:
-                        peer[sock].setblocking(True)
-                        peer[sock].sendall(data)
-                        peer[sock].setblocking(False)
+                        try:
+                            peer[sock].setblocking(True)
+                            peer[sock].sendall(data)
+                            peer[sock].setblocking(False)
+                        except OSError:
+                            return  # the other side is gone (a server stopped): end this one
                 if client.fileno() < 0 or server.fileno() < 0:
                     return
 

@@ -121,3 +121,14 @@ def test_stop_leaves_no_thread(servers: tuple) -> None:  # type: ignore[type-arg
     with pytest.raises(ConnectionRefusedError):
         connect(forwarder)
     assert not [t for t in threading.enumerate() if t.name == f"forwarder-{forwarder.port}"]
+
+
+def test_a_peer_gone_while_forwarding_ends_the_connection() -> None:
+    """A server that stops while a client's bytes are on their way (a writer flip) ends the
+    connection; the pump does not die of the failed send."""
+    client, client_peer = socket.socketpair()
+    server, server_peer = socket.socketpair()
+    with client, client_peer, server:
+        client_peer.sendall(b"ping")  # ready first, so the pump forwards it first...
+        server_peer.close()  # ...to a server that is gone
+        Forwarder(("127.0.0.1", 1))._pump(client, server)  # returns, and raises nothing
