@@ -1,5 +1,5 @@
 # The two commands of the README, and the checks CI runs.
-.PHONY: setup demo test lint bed bench django-suite mutate
+.PHONY: setup demo test test-clock lint bed bench django-suite mutate
 
 VENV_PY := .venv/bin/python
 
@@ -11,6 +11,11 @@ demo: setup
 
 test: setup
 	$(VENV_PY) -m pytest
+
+# The whole suite with every process's wall clock moved by SHIFT (libfaketime: +400d, +3y).
+SHIFT ?= +400d
+test-clock: setup
+	bash scripts/clock.sh $(SHIFT)
 
 lint: setup
 	$(VENV_PY) -m ruff check .

@@ -87,14 +87,17 @@ class RdsLikeChain:
     key: Path  # the server's private key
 
 
-def make_rds_like_chain(directory: Path, *names: str, region: str = REGION) -> RdsLikeChain:
+def make_rds_like_chain(
+    directory: Path, *names: str, now: datetime.datetime, region: str = REGION
+) -> RdsLikeChain:
     """Root, intermediate and server certificate for `names`, as RDS lays them out.
 
     The root's subject reads like a bundled one (``Amazon RDS us-east-1 Root CA ECC384
     bed``), so `securedb.ca` takes it for an RDS root of `region`; it is the bed's own.
+    Every certificate is valid from a day before `now`: a caller that asks whether one is
+    valid on some day passes the same clock it asks on.
     """
     directory.mkdir(mode=0o755, parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
     root_key, middle_key, leaf_key = (ec.generate_private_key(ec.SECP384R1()) for _ in range(3))
     root_name = _rds_name(f"Amazon RDS {region} Root CA ECC384 bed")
     middle_name = _rds_name(f"Amazon RDS {region} Subordinate CA ECC384 bed.A.1")

@@ -18,6 +18,8 @@ verifier needs (it reads its configuration and appends to its log).
 from __future__ import annotations
 
 import functools
+import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -31,6 +33,9 @@ APP_USER, APP_PASSWORD = "app_user", "app-user-password-0"
 IAM_USER = "iam_user"
 PAM_PLUGIN = "auth_pam.so"
 TOOL_DIR, TOOL = "auth_pam_tool_dir", "auth_pam_tool"
+# mariadbd starts the PAM helper with an empty environment; under a moved clock
+# (libfaketime) the bed gives it these back, so the token verifier sees the same time.
+FAKETIME_VARIABLES = ("LD_PRELOAD", "FAKETIME", "FAKETIME_DONT_FAKE_MONOTONIC", "NO_FAKE_STAT")
 # Where scripts/setup.sh keeps the tool, one directory per server version.
 TOOL_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "bed"
 
@@ -161,8 +166,14 @@ class MariaDB:
         tool_dir.mkdir(parents=True)
         for plugin in system_dir.glob("*.so"):
             (self.plugin_dir / plugin.name).symlink_to(plugin)
-        shutil.copyfile(cached_tool(), tool_dir / TOOL)
-        for path in (self.plugin_dir, tool_dir, tool_dir / TOOL):
+        tool = tool_dir / TOOL
+        shutil.copyfile(cached_tool(), tool)
+        clock = {k: v for k, v in os.environ.items() if k in FAKETIME_VARIABLES}
+        if "FAKETIME" in clock:  # scripts/clock.sh: the helper must see the moved clock too
+            tool = tool.rename(tool.with_name(f"{TOOL}.real"))
+            exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in clock.items())
+            (tool_dir / TOOL).write_text(f"#!/bin/sh\n{exports}exec {shlex.quote(str(tool))}\n")
+        for path in (self.plugin_dir, tool_dir, *tool_dir.iterdir()):
             path.chmod(0o755)  # whatever the umask: the server runs as `mysql`
 
     def start(self) -> None:

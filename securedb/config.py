@@ -160,7 +160,10 @@ class Config:
             fields, extra_args = _parse_url(url)
             options = {**fields.pop("options"), **options}
             if extra_args:
-                options["connect_args"] = {**extra_args, **(options.get("connect_args") or {})}
+                given = options.get("connect_args") or {}
+                if not isinstance(given, Mapping):
+                    raise ConfigError("connect_args must be a dict of driver keyword arguments")
+                options["connect_args"] = {**extra_args, **given}
         unknown = set(options) - OPTIONS
         if unknown:
             raise ConfigError(
@@ -182,6 +185,16 @@ class Config:
     def is_proxy(self) -> bool:
         """True for an RDS Proxy endpoint (``*.proxy-*.rds.amazonaws.com``)."""
         return self.host is not None and bool(PROXY_HOST.match(self.host))
+
+    @property
+    def is_local(self) -> bool:
+        """True when every place a connection's socket can go is this machine.
+
+        Only then may TLS be relaxed (local development): the host must be loopback or a
+        Unix-socket directory, and so must the tunnel, if any. The name TLS would verify
+        is not enough: a tunnel sends the socket elsewhere.
+        """
+        return is_loopback(self.host) and (self.tunnel is None or is_loopback(self.tunnel[0]))
 
     @property
     def endpoint(self) -> str:
@@ -288,6 +301,8 @@ def _validated(cfg: Config) -> dict[str, Any]:
     for name in ("host", "user", "dbname", "password", "secret_id", "region"):
         if v[name] is not None and (not isinstance(v[name], str) or not v[name]):
             raise ConfigError(f"{name} must be a non-empty string")
+    if v["host"] is not None:
+        _check_host(v["host"])
     if v["port"] is not None:
         v["port"] = _port(v["port"], "port")
     elif v["engine"] is not None and v["host"] is not None:
@@ -304,7 +319,8 @@ def _validated(cfg: Config) -> dict[str, Any]:
         v["ca_bundle"] = _ca_bundle(v["ca_bundle"])
     if v["tunnel"] is not None:
         v["tunnel"] = _tunnel(v["tunnel"])
-    v["connect_args"] = _connect_args(v["connect_args"], v["engine"], v["host"])
+    local = is_loopback(v["host"]) and (v["tunnel"] is None or is_loopback(v["tunnel"][0]))
+    v["connect_args"] = _connect_args(v["connect_args"], v["engine"], local)
     return v
 
 
@@ -396,6 +412,8 @@ def is_loopback(host: str | None) -> bool:
     """True for localhost, 127.0.0.0/8, ::1 and Unix-socket directories."""
     if not host:
         return False
+    if "," in host:  # a libpq host list: another host could follow
+        return False
     if host.startswith("/") or host.lower() == "localhost":
         return True
     try:
@@ -404,14 +422,42 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def _connect_args(args: Any, engine: str | None, host: str | None) -> DriverArgs:
+def _check_host(host: str) -> None:
+    """One host: a DNS name, an IP address or a Unix-socket directory, never a list.
+
+    libpq reads ``a,b`` as two hosts to try in turn, so a list could send the socket to a
+    second, remote host after a first, local one (and relaxed TLS with it).
+    """
+    if host.startswith("/"):
+        good = "," not in host and host.isprintable()
+    else:
+        good = bool(HOST_NAME.match(host)) or _is_address(host)
+    if not good:
+        raise ConfigError(
+            f"bad host {host!r}: expected one DNS name, IP address or Unix-socket directory "
+            "(securedb takes no host lists)"
+        )
+
+
+HOST_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _connect_args(args: Any, engine: str | None, local: bool) -> DriverArgs:
     """The caller's driver arguments, checked by the adapter once the engine is known."""
     if not isinstance(args, Mapping) or not all(isinstance(k, str) for k in args):
         raise ConfigError("connect_args must be a dict of driver keyword arguments")
     if engine is not None:
         from securedb import drivers
 
-        drivers.load(engine).check_args(args, host)
+        drivers.load(engine).check_args(args, local)
     return args if isinstance(args, DriverArgs) else DriverArgs(args)
 
 

@@ -182,7 +182,7 @@ def _postgres_config(connector: Connector, pool_options: dict[str, Any]) -> Conf
         raise ConfigError("pool() is for PostgreSQL (psycopg_pool); use engine() for MySQL")
     kwargs = pool_options.get("kwargs")
     if isinstance(kwargs, Mapping):
-        postgres.check_args(kwargs, cfg.host)  # early; every connection checks them again
+        postgres.check_args(kwargs, cfg.is_local)  # early; every connection checks them again
     return cfg
 
 

@@ -124,14 +124,28 @@ def test_check_reports_the_bundled_bundle_covers_the_regions() -> None:
 
 
 def test_check_command_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["ca", "check", "--json"]) == 0
+    """The command reads the bundled snapshot on the real clock, so its verdict is whatever
+    the snapshot's age makes it that day; the exit code must agree with it."""
+    code = cli.main(["ca", "check", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert sorted(report) == ["certificates", "ok", "partitions", "regions"]
     first = report["certificates"][0]
     assert sorted(first) == ["expired", "not_after", "region", "subject"]
     datetime.datetime.fromisoformat(first["not_after"])
+    assert code == (0 if report["ok"] else 1)
+    assert sum(report["regions"]["us-east-1"].values()) == 3
+
+
+def test_check_command_passes_a_bundle_valid_today(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(make_ca("Amazon RDS us-east-1 Root CA test", not_after=now + DAY))
+    assert cli.main(["ca", "check", "--json", "--bundle", str(bundle)]) == 0
+    report = json.loads(capsys.readouterr().out)
     assert report["ok"] is True
-    assert report["regions"]["us-east-1"]["valid"] >= 1
+    assert report["regions"] == {"us-east-1": {"valid": 1, "expired": 0}}
 
 
 def test_check_reports_an_expired_ca(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -145,8 +159,13 @@ def test_check_reports_an_expired_ca(tmp_path: Path, capsys: pytest.CaptureFixtu
     }
     assert [c["expired"] for c in report["certificates"]] == [True, False]
     assert ca.inspect(expired + fresh + make_ca("Amazon RDS ap-south-9 Root CA 2"), TODAY)["ok"]
+    # The command asks on the real clock, so its bundle is made on it.
+    now = datetime.datetime.now(datetime.timezone.utc)
     bundle = tmp_path / "bundle.pem"
-    bundle.write_bytes(expired + fresh)
+    bundle.write_bytes(
+        make_ca("Amazon RDS ap-south-9 Root CA test", not_after=now - DAY)
+        + make_ca("Amazon RDS us-east-1 Root CA test", not_after=now + DAY)
+    )
     assert cli.main(["ca", "check", "--bundle", str(bundle)]) == 1
     out = capsys.readouterr().out
     assert "EXPIRED  Amazon RDS ap-south-9 Root CA test" in out
@@ -229,13 +248,19 @@ def test_bundled_roots_parse_and_cover_the_regions_they_claim() -> None:
 def rds_like(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> certs.RdsLikeChain:
     """An RDS-like chain for the bed's RDS names, its root added to a copy of the bundled
     RDS roots, and that copy made securedb's default trust store."""
+    # The chain is checked by TLS on the real clock, so it is made and inspected on it too.
+    now = datetime.datetime.now(datetime.timezone.utc)
     chain = certs.make_rds_like_chain(
-        tmp_path / "rds-like", certs.PG_INSTANCE, certs.MYSQL_INSTANCE
+        tmp_path / "rds-like", certs.PG_INSTANCE, certs.MYSQL_INSTANCE, now=now
     )
-    bundle = tls.RDS_BUNDLE.read_bytes() + chain.root.read_bytes()
+    bundled = tls.RDS_BUNDLE.read_bytes()
+    bundle = bundled + chain.root.read_bytes()
     # Shaped like the snapshot: `securedb ca refresh` would write it as it is.
     ca.check_bundle(bundle, "bundle with the bed's root", "rds", ca.MIN_RDS_CERTS)
-    assert ca.inspect(bundle, TODAY)["regions"][certs.REGION] == {"valid": 4, "expired": 0}
+    # One more valid root for the region than the snapshot has that day, whatever its age.
+    before = ca.inspect(bundled, now)["regions"][certs.REGION]
+    after = ca.inspect(bundle, now)["regions"][certs.REGION]
+    assert after == {**before, "valid": before["valid"] + 1}
     (tmp_path / "bundle.pem").write_bytes(bundle)
     monkeypatch.setattr(tls, "RDS_BUNDLE", tmp_path / "bundle.pem")
     return chain

@@ -337,7 +337,7 @@ BAD: list[tuple[str, Any, str]] = [
         lambda: Config.from_url(
             f"mysql://u@{RDS}/db", auth="iam", connect_args={"check_hostname": False}
         ),
-        "weaken TLS",
+        "unknown PyMySQL argument 'check_hostname'",
     ),
     (
         "own ssl dict",

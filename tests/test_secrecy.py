@@ -12,6 +12,7 @@ import json
 import logging
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -25,6 +26,8 @@ from bed.moto import SECRET_ACCESS_KEY
 from securedb import errors
 from securedb.config import Config
 from securedb.connector import Connector
+from securedb.credentials.base import Credential
+from securedb.credentials.cache import RefreshAheadCache
 
 pytestmark = pytest.mark.bed
 
@@ -285,3 +288,91 @@ def test_errors_lead_to_no_secret(
         assert signed_tokens, "no token was signed: the test exercised nothing"
     texts = "\n".join(reachable(caught.value))
     assert [s for s in secrets if s in texts] == []
+
+
+# A raw 0xff byte in the environment becomes a lone surrogate (surrogateescape): it cannot
+# be encoded, and an encoding error holds the whole text it failed on.
+UNDECODABLE = "\udcff"
+SESSION_TOKEN = "IQoJb3JpZ2luX2VjEsecret-session-token"
+BROKEN_CREDENTIALS = {
+    "secret key in the environment": {
+        "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY + UNDECODABLE,
+    },
+    "session token in the environment": {
+        "AWS_SESSION_TOKEN": SESSION_TOKEN + UNDECODABLE,
+    },
+    # With AWS_PROFILE set, botocore's chain reads the keys (its environment provider first).
+    "secret key from the credential chain": {
+        "AWS_PROFILE": "app",
+        "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY + UNDECODABLE,
+    },
+}
+
+
+@pytest.mark.parametrize("entry", ["connect", "cache"])
+@pytest.mark.parametrize("broken", sorted(BROKEN_CREDENTIALS))
+def test_undecodable_aws_keys_lead_to_no_secret(
+    bed: Bed,
+    aws_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    entry: str,
+    broken: str,
+) -> None:
+    """A key that cannot be encoded is refused before signing, with a CredentialsError
+    naming what to fix; nothing reachable from it holds a key or token. `cache` is the
+    path of `securedb token` and `securedb check`: the credential cache itself."""
+    (tmp_path / "config").write_text("[profile app]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setattr("securedb.credentials.aws._session", None)
+    for name, value in BROKEN_CREDENTIALS[broken].items():
+        monkeypatch.setenv(name, value)
+    url = f"postgresql://iam_user@localhost:{bed.primary.port}/app"
+    with pytest.raises(Exception) as caught:  # noqa: PT011  (the class is asserted below)
+        if entry == "connect":
+            securedb.connect(url, auth="iam", ca_bundle=str(bed.pki.ca))
+        else:
+            Connector(Config.from_url(url, auth="iam")).cache.get()
+    assert type(caught.value) is errors.CredentialsError
+    assert "is not ASCII" in str(caught.value)
+    texts = "\n".join(reachable(caught.value))
+    assert [s for s in (SECRET_ACCESS_KEY, SESSION_TOKEN) if s in texts] == []
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("rds/malformed", f"user={SECRET_PASSWORD}"),  # its text in a JSONDecodeError
+        ("rds/no-username", json.dumps({"password": SECRET_PASSWORD})),
+    ],
+)
+def test_secret_errors_from_the_cache_lead_to_no_secret(
+    bed: Bed, aws_env: dict[str, str], name: str, secret: str
+) -> None:
+    """The cache is the credential path's boundary: what a source raised leaves it with no
+    cause, context or frame of the fetch (which held the secret's text)."""
+    boto3.client("secretsmanager").create_secret(Name=name, SecretString=secret)
+    connector = Connector(Config.from_url("postgresql://localhost/app", secret_id=name))
+    with pytest.raises(errors.CredentialsError) as caught:
+        connector.cache.get()
+    texts = "\n".join(reachable(caught.value))
+    assert SECRET_PASSWORD not in texts
+
+
+class Broken:
+    """A source with a bug: it raises an error of its own whose arguments hold a secret."""
+
+    name = "broken source"
+
+    def fetch(self, rejected: Credential | None = None) -> Credential:
+        password = SECRET_PASSWORD
+        raise LookupError(f"no {password}")
+
+
+def test_a_source_error_of_another_class_leaves_as_a_credentials_error() -> None:
+    cache = RefreshAheadCache(Broken(), "lazy")
+    with pytest.raises(errors.CredentialsError) as caught:
+        cache.get()
+    assert str(caught.value).startswith("broken source not fetched: LookupError while fetching")
+    assert SECRET_PASSWORD not in "\n".join(reachable(caught.value))

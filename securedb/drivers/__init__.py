@@ -1,24 +1,26 @@
 """One adapter per driver, all of one shape.
 
-Each module exposes ``check_args(args, host)`` (refuses driver arguments that securedb
-owns), ``connect_kwargs(cfg, cred, args)`` (pure: the one place where driver arguments
-are merged, securedb's endpoint and TLS keys last), ``connect(cfg, cred, args)`` and its
-twin ``connect_async`` (each imports its driver on first use) and ``classify(exc)``.
+Each module exposes ``check_args(args, local)`` (refuses driver arguments that securedb
+owns, that it does not know, or that weaken TLS for a server off this machine),
+``connect_kwargs(cfg, cred, args)`` (the one place where driver arguments are merged,
+securedb's endpoint and TLS keys last), ``connect(cfg, cred, args)`` and its twin
+``connect_async`` (each imports its driver on first use) and ``classify(exc)``.
 Error-code and argument tables live only in the adapters.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import importlib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from securedb.config import Config, is_loopback
+from securedb.config import Config
 from securedb.credentials.base import Credential
 from securedb.errors import ConfigError
 
-__all__ = ["Driver", "Failure", "check_owned", "load"]
+__all__ = ["ArgTables", "Driver", "Failure", "check_owned", "load"]
 
 
 class Failure(enum.Enum):
@@ -33,7 +35,7 @@ class Failure(enum.Enum):
 class Driver(Protocol):
     ASYNC_IMPORTS: tuple[str, ...]  # the modules `connect_async` needs, imported off the loop
 
-    def check_args(self, args: Mapping[str, Any], host: str | None) -> None: ...
+    def check_args(self, args: Mapping[str, Any], local: bool) -> None: ...
     def connect_kwargs(
         self, cfg: Config, cred: Credential, args: Mapping[str, Any]
     ) -> dict[str, Any]: ...
@@ -46,28 +48,46 @@ class Driver(Protocol):
 
 def check_owned(
     args: Mapping[str, Any],
-    host: str | None,
-    endpoint: Mapping[str, str],
-    tls: Mapping[str, tuple[Any, ...]],
+    local: bool,
+    tables: ArgTables,
 ) -> None:
-    """Refuse driver arguments that would redirect the connection or weaken its TLS.
+    """Refuse driver arguments that could redirect the connection or weaken its TLS.
 
-    `endpoint` maps the keys securedb always sets (host, port, user, password ...) to
-    what to do instead. `tls` maps TLS keys to the values that change nothing; any
-    other value is refused unless `host`, the name TLS would verify, is loopback.
+    An argument is judged by what the driver does with it, not by its value: only names
+    the adapter lists pass. `local` is true when every place the socket can go is this
+    machine (`Config.is_local`): only then may TLS keys relax verify-full.
 
     Raises:
         ConfigError: naming the key, whichever way it came (connect_args, the URL's
             query, pool kwargs, Django's OPTIONS).
     """
     for name, value in args.items():
-        if name in endpoint:
-            raise ConfigError(f"driver argument {name!r} is securedb's: {endpoint[name]}")
-        if name in tls and value not in tls[name] and not is_loopback(host):
+        if name in tables.endpoint:
+            raise ConfigError(f"driver argument {name!r} is securedb's: {tables.endpoint[name]}")
+        if name in tables.tls:
+            if value in tables.tls[name] or local:
+                continue
             raise ConfigError(
-                f"driver argument {name}={value!r} would weaken TLS for {host}; securedb "
-                "always verifies the certificate and host name of a remote server"
+                f"driver argument {name}={value!r} would weaken TLS: securedb always verifies "
+                "the certificate and host name of a server that is not on this machine "
+                "(the host and the tunnel must both be loopback to relax it)"
             )
+        if name not in tables.harmless:
+            raise ConfigError(
+                f"unknown {tables.driver} argument {name!r}: securedb passes on only the "
+                "arguments it knows cannot move the connection or weaken its TLS: "
+                f"{', '.join(sorted(tables.harmless | tables.tls.keys()))}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class ArgTables:
+    """What an adapter knows of its driver's keyword arguments."""
+
+    driver: str
+    endpoint: Mapping[str, str]  # always securedb's: the key -> what to do instead
+    tls: Mapping[str, tuple[Any, ...]]  # TLS keys -> the values that change nothing
+    harmless: frozenset[str]  # neither endpoint nor TLS: passed on as they are
 
 
 def load(engine: str) -> Driver:

@@ -17,40 +17,50 @@ from collections.abc import Mapping
 from typing import Any
 
 from securedb import tls
-from securedb.config import Config, is_loopback
+from securedb.config import Config
 from securedb.credentials.base import Credential
-from securedb.drivers import Failure, check_owned
+from securedb.drivers import ArgTables, Failure, check_owned
 
 __all__ = ["check_args", "classify", "connect", "connect_async", "connect_kwargs"]
 
 _CREDENTIAL = "use auth='iam', secret_id=, or a password in the URL with auth='password'"
-# PyMySQL arguments securedb always sets itself, whichever way the caller tries to.
-ENDPOINT_KEYS = {
-    "host": "put the endpoint in the URL (and a port forward in tunnel=)",
-    "port": "put the port in the URL",
-    "unix_socket": "put the endpoint in the URL",
-    "database": "put the database name in the URL's path",
-    "db": "put the database name in the URL's path",
-    "user": "put the user in the URL",
-    "password": _CREDENTIAL,
-    "passwd": _CREDENTIAL,
-    "auth_plugin_map": "securedb answers the server's authentication requests itself",
-    "defer_connect": "securedb opens the socket itself (for tunnels and keepalives)",
-    "read_default_file": "pass options directly; an option file could redirect the connection",
-    "read_default_group": "pass options directly; an option file could redirect the connection",
-    "ssl_ca": "use ca_bundle=",
-    "ssl_cert": "client certificates are not supported",
-    "ssl_key": "client certificates are not supported",
-    "ssl_key_password": "client certificates are not supported",
-}
-# PyMySQL's TLS arguments, and the values that leave verify-full as it is.
-TLS_KEYS: dict[str, tuple[Any, ...]] = {
-    "ssl": (),
-    "ssl_disabled": (False,),
-    "ssl_verify_cert": (True,),
-    "ssl_verify_identity": (True,),
-    "check_hostname": (True,),
-}
+_OPTION_FILE = "pass options directly; an option file could redirect the connection"
+# Every keyword of PyMySQL 1.1, in three kinds; a name in none of them is refused.
+TABLES = ArgTables(
+    driver="PyMySQL",
+    # securedb's, whichever way the caller tries to set them.
+    endpoint={
+        "host": "put the endpoint in the URL (and a port forward in tunnel=)",
+        "port": "put the port in the URL",
+        "unix_socket": "put the endpoint in the URL",
+        "named_pipe": "put the endpoint in the URL",
+        "database": "put the database name in the URL's path",
+        "db": "put the database name in the URL's path",
+        "user": "put the user in the URL",
+        "password": _CREDENTIAL,
+        "passwd": _CREDENTIAL,
+        "auth_plugin_map": "securedb answers the server's authentication requests itself",
+        "auth_plugin": "securedb answers the server's authentication requests itself",
+        "defer_connect": "securedb opens the socket itself (for tunnels and keepalives)",
+        "read_default_file": _OPTION_FILE,
+        "read_default_group": _OPTION_FILE,
+        "ssl_ca": "use ca_bundle=",
+        "ssl_cert": "client certificates are not supported",
+        "ssl_key": "client certificates are not supported",
+        "ssl_key_password": "client certificates are not supported",
+    },
+    # Any of these, whatever its value, makes PyMySQL build its own SSLContext (the system
+    # store, no host name check) in place of securedb's: none is harmless off this machine.
+    tls={"ssl": (), "ssl_disabled": (), "ssl_verify_cert": (), "ssl_verify_identity": ()},
+    harmless=frozenset(
+        {
+            *("charset", "collation", "sql_mode", "conv", "use_unicode", "client_flag"),
+            *("cursorclass", "init_command", "connect_timeout", "autocommit", "local_infile"),
+            *("max_allowed_packet", "read_timeout", "write_timeout", "bind_address"),
+            *("binary_prefix", "program_name", "server_public_key"),
+        }
+    ),
+)
 
 ASYNC_IMPORTS = ("pymysql", "aiomysql")
 ACCESS_DENIED = 1045
@@ -75,9 +85,10 @@ SOCKET_OPTIONS = [
 ]
 
 
-def check_args(args: Mapping[str, Any], host: str | None) -> None:
-    """Refuse the endpoint keys, and TLS keys that would weaken verify-full off loopback."""
-    check_owned(args, host, ENDPOINT_KEYS, TLS_KEYS)
+def check_args(args: Mapping[str, Any], local: bool) -> None:
+    """Refuse endpoint and unknown keys, and any TLS key unless every place the socket can
+    go is this machine."""
+    check_owned(args, local, TABLES)
 
 
 def connect_kwargs(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,10 +96,11 @@ def connect_kwargs(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> di
 
     `args` are this connection's own, on top of ``connect_args``; both are checked here.
     The endpoint, the credential and a verifying SSLContext for the real endpoint name
-    always come from securedb (a loopback host may relax TLS: local development).
+    always come from securedb (when every place the socket can go is this machine, TLS
+    may be relaxed: local development).
     """
     caller = {**cfg.connect_args, **args}
-    check_args(caller, cfg.host)
+    check_args(caller, cfg.is_local)
     owned = {
         "host": cfg.host,
         "port": cfg.port,
@@ -97,8 +109,8 @@ def connect_kwargs(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> di
         "password": cred.password,
         "ssl": tls.ssl_context(cfg),
     }
-    if is_loopback(cfg.host):
-        owned.update((k, v) for k, v in caller.items() if k in TLS_KEYS)
+    if cfg.is_local:
+        owned.update((k, v) for k, v in caller.items() if k in TABLES.tls)
     return {"connect_timeout": max(1, math.ceil(cfg.connect_timeout)), **caller, **owned}
 
 
@@ -154,7 +166,7 @@ async def connect_async(cfg: Config, cred: Credential, args: Mapping[str, Any]) 
     kwargs["db"] = kwargs.pop("database")
     if kwargs.pop("ssl_disabled", False):  # loopback only: PyMySQL's spelling of "no TLS"
         kwargs["ssl"] = None
-    for pymysql_only in ("ssl_verify_cert", "ssl_verify_identity", "check_hostname"):
+    for pymysql_only in ("ssl_verify_cert", "ssl_verify_identity"):
         kwargs.pop(pymysql_only, None)
     address = tls.socket_address(cfg.tunnel) if cfg.tunnel else None
     conn = _async_connection_class()(address=address, **kwargs)

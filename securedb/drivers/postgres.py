@@ -3,51 +3,84 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from securedb import tls
-from securedb.config import Config, is_loopback
+from securedb.config import Config
 from securedb.credentials.base import Credential
-from securedb.drivers import Failure, check_owned
+from securedb.drivers import ArgTables, Failure, check_owned
+from securedb.errors import ConfigError
 
 if TYPE_CHECKING:
     import psycopg
 
 __all__ = ["check_args", "classify", "connect", "connect_async", "connect_kwargs"]
 
-# libpq parameters securedb always sets itself, whichever way the caller tries to.
-ENDPOINT_KEYS = {
-    "host": "put the endpoint in the URL (and a port forward in tunnel=)",
-    "hostaddr": "use tunnel= for a port forward",
-    "port": "put the port in the URL",
-    "dbname": "put the database name in the URL's path",
-    "user": "put the user in the URL",
-    "password": "use auth='iam', secret_id=, or a password in the URL with auth='password'",
-    "passfile": "use auth='iam', secret_id=, or a password in the URL with auth='password'",
-    "service": "pass the endpoint as a URL; a service file could redirect the connection",
-    "servicefile": "pass the endpoint as a URL; a service file could redirect the connection",
-    "sslrootcert": "use ca_bundle=",
-    "sslcert": "client certificates are not supported",
-    "sslkey": "client certificates are not supported",
-    "sslpassword": "client certificates are not supported",
-}
-# libpq's TLS parameters, and the values that leave verify-full as it is.
-TLS_KEYS: dict[str, tuple[Any, ...]] = {
-    "sslmode": ("verify-full",),
-    "ssl_min_protocol_version": ("TLSv1.2",),
-    "ssl_max_protocol_version": (),
-    "sslnegotiation": (),
-    "sslsni": (1, "1"),
-    "sslcrl": (),
-    "sslcrldir": (),
-    "sslcompression": (),
-    "sslcertmode": (),
-    "requiressl": (),
-    "gssencmode": ("disable",),
-    "krbsrvname": (),
-    "gsslib": (),
-}
+_CREDENTIAL = "use auth='iam', secret_id=, or a password in the URL with auth='password'"
+_CARRIER = "it can carry other parameters (host, hostaddr, sslmode) past securedb's checks"
+# Every parameter of libpq 18 and psycopg's own keywords, in three kinds. A name in none of
+# them is refused: a parameter is judged by what libpq does with it, not by its value.
+TABLES = ArgTables(
+    driver="psycopg/libpq",
+    # securedb's, whichever way the caller tries to set them.
+    endpoint={
+        "host": "put the endpoint in the URL (and a port forward in tunnel=)",
+        "hostaddr": "use tunnel= for a port forward",
+        "port": "put the port in the URL",
+        "dbname": "put the database name in the URL's path",
+        "user": "put the user in the URL",
+        "password": _CREDENTIAL,
+        "passfile": _CREDENTIAL,
+        "conninfo": f"pass its parameters one by one; {_CARRIER}",
+        "dsn": f"pass its parameters one by one; {_CARRIER}",
+        "service": f"pass the endpoint as a URL; a service file names the server, and {_CARRIER}",
+        "servicefile": "pass the endpoint as a URL; a service file names the server",
+        "sslrootcert": "use ca_bundle=",
+        "sslcert": "client certificates are not supported",
+        "sslkey": "client certificates are not supported",
+        "sslpassword": "client certificates are not supported",
+        "scram_client_key": _CREDENTIAL,
+        "scram_server_key": _CREDENTIAL,
+        "oauth_issuer": "OAuth sends a credential to another server; it is not supported",
+        "oauth_client_id": "OAuth sends a credential to another server; it is not supported",
+        "oauth_client_secret": "OAuth sends a credential to another server; it is not supported",
+        "oauth_scope": "OAuth sends a credential to another server; it is not supported",
+    },
+    # TLS and GSS parameters, and the values that leave verify-full as it is.
+    tls={
+        "sslmode": ("verify-full",),
+        "ssl_min_protocol_version": ("TLSv1.2", "TLSv1.3"),
+        "ssl_max_protocol_version": (),
+        "sslnegotiation": ("postgres",),
+        "sslsni": (1, "1"),
+        "sslcrl": (),
+        "sslcrldir": (),
+        "sslcompression": (),
+        "sslcertmode": (),
+        "sslkeylogfile": (),  # writes the session keys: anyone with the file reads the traffic
+        "gssencmode": ("disable",),
+        "gssdelegation": (0, "0"),
+        "krbsrvname": (),
+        "gsslib": (),
+    },
+    harmless=frozenset(
+        {
+            *("application_name", "fallback_application_name", "client_encoding", "options"),
+            *("connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval"),
+            *("keepalives_count", "tcp_user_timeout", "target_session_attrs"),
+            *("load_balance_hosts", "channel_binding", "require_auth", "requirepeer"),
+            *("min_protocol_version", "max_protocol_version", "replication"),
+            # psycopg's own keywords
+            *("autocommit", "prepare_threshold", "context", "row_factory", "cursor_factory"),
+        }
+    ),
+)
+# libpq reads these from the environment when a parameter is not given. securedb gives
+# every destination and TLS parameter explicitly (an empty hostaddr cancels PGHOSTADDR),
+# except the service, which cannot be cancelled: a set PGSERVICE is refused.
+REFUSED_ENVIRONMENT = ("PGSERVICE",)
 
 ASYNC_IMPORTS = ("psycopg",)
 AUTH_SQLSTATES = {"28P01", "28000"}
@@ -104,9 +137,10 @@ DEAD_PEER_DEFAULTS = {
 PROXY_SAFE = {"prepare_threshold": None}
 
 
-def check_args(args: Mapping[str, Any], host: str | None) -> None:
-    """Refuse the endpoint keys, and TLS keys that would weaken verify-full off loopback."""
-    check_owned(args, host, ENDPOINT_KEYS, TLS_KEYS)
+def check_args(args: Mapping[str, Any], local: bool) -> None:
+    """Refuse endpoint and unknown keys, and TLS keys that would weaken verify-full unless
+    every place the socket can go is this machine."""
+    check_owned(args, local, TABLES)
 
 
 def connect_kwargs(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -115,21 +149,28 @@ def connect_kwargs(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> di
     `args` are this connection's own (pool kwargs, Django's options), on top of
     ``connect_args``; both are checked here. Dead-peer detection defaults can be
     overridden; RDS Proxy endpoints get `PROXY_SAFE` settings; the endpoint, the
-    credential and verify-full TLS always come from securedb (a loopback host may relax
-    TLS: the local-development exemption).
+    credential and verify-full TLS always come from securedb (when every place the socket
+    can go is this machine, TLS may be relaxed: the local-development exemption).
     """
     caller = {**cfg.connect_args, **args}
-    check_args(caller, cfg.host)
+    check_args(caller, cfg.is_local)
+    for name in REFUSED_ENVIRONMENT:
+        if os.environ.get(name):
+            raise ConfigError(
+                f"{name} is set in the environment: libpq would take the server from a "
+                f"service file instead of the URL; unset {name} for this process"
+            )
     owned = {
         "host": cfg.host,
+        "hostaddr": "",  # else libpq takes PGHOSTADDR from the environment
         "port": cfg.port,
         "dbname": cfg.dbname,
         "user": cred.user,
         "password": cred.password,
         **tls.libpq_params(cfg),
     }
-    if is_loopback(cfg.host):
-        owned.update((k, v) for k, v in caller.items() if k in TLS_KEYS)
+    if cfg.is_local:
+        owned.update((k, v) for k, v in caller.items() if k in TABLES.tls)
     return {
         "connect_timeout": max(1, math.ceil(cfg.connect_timeout)),
         **DEAD_PEER_DEFAULTS,

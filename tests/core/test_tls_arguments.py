@@ -17,7 +17,7 @@ import pytest
 from securedb import errors, tls
 from securedb.config import Config
 from securedb.credentials.base import Credential
-from securedb.drivers import check_owned, mysql, postgres
+from securedb.drivers import ArgTables, check_owned, mysql, postgres
 
 RDS = "mydb.abc123.eu-west-2.rds.amazonaws.com"
 PROXY = "app.proxy-abc123.eu-west-2.rds.amazonaws.com"
@@ -114,40 +114,55 @@ def test_socket_address_resolves_a_name(monkeypatch: pytest.MonkeyPatch) -> None
 
 # --- check_owned ------------------------------------------------------------------------
 
-ENDPOINT = {"host": "put it in the URL"}
-TLS_TABLE: dict[str, tuple[Any, ...]] = {"sslmode": ("verify-full",), "ssl": ()}
+TABLES = ArgTables(
+    driver="testdriver",
+    endpoint={"host": "put it in the URL"},
+    tls={"sslmode": ("verify-full",), "ssl": ()},
+    harmless=frozenset({"application_name"}),
+)
+WEAKER = (
+    "would weaken TLS: securedb always verifies the certificate and host name of a server "
+    "that is not on this machine (the host and the tunnel must both be loopback to relax it)"
+)
 
 
 def test_check_owned_refuses_endpoint_keys_with_the_hint() -> None:
-    for host in (RDS, "localhost"):
+    for local in (False, True):
         with pytest.raises(errors.ConfigError) as caught:
-            check_owned({"host": "evil"}, host, ENDPOINT, TLS_TABLE)
+            check_owned({"host": "evil"}, local, TABLES)
         assert str(caught.value) == "driver argument 'host' is securedb's: put it in the URL"
 
 
-def test_check_owned_refuses_weaker_tls_off_loopback_only() -> None:
+def test_check_owned_refuses_weaker_tls_unless_local() -> None:
     with pytest.raises(errors.ConfigError) as caught:
-        check_owned({"sslmode": "require"}, RDS, ENDPOINT, TLS_TABLE)
-    assert str(caught.value) == (
-        f"driver argument sslmode='require' would weaken TLS for {RDS}; securedb always "
-        "verifies the certificate and host name of a remote server"
-    )
-    with pytest.raises(errors.ConfigError, match="ssl=None would weaken TLS for None"):
-        check_owned({"ssl": None}, None, ENDPOINT, TLS_TABLE)
-    for loopback in ("localhost", "127.0.0.1", "::1"):
-        check_owned({"sslmode": "disable", "ssl": None}, loopback, ENDPOINT, TLS_TABLE)
+        check_owned({"sslmode": "require"}, False, TABLES)
+    assert str(caught.value) == f"driver argument sslmode='require' {WEAKER}"
+    with pytest.raises(errors.ConfigError, match="ssl=None would weaken TLS"):
+        check_owned({"ssl": None}, False, TABLES)
+    check_owned({"sslmode": "disable", "ssl": None}, True, TABLES)
+
+
+def test_check_owned_refuses_unknown_arguments_wherever_the_server_is() -> None:
+    for local in (False, True):
+        with pytest.raises(errors.ConfigError) as caught:
+            check_owned({"conninfo": "hostaddr=203.0.113.5"}, local, TABLES)
+        assert str(caught.value) == (
+            "unknown testdriver argument 'conninfo': securedb passes on only the arguments "
+            "it knows cannot move the connection or weaken its TLS: application_name, ssl, "
+            "sslmode"
+        )
 
 
 def test_check_owned_lets_harmless_arguments_through() -> None:
-    check_owned({"sslmode": "verify-full", "application_name": "web"}, RDS, ENDPOINT, TLS_TABLE)
-    check_owned({}, RDS, ENDPOINT, TLS_TABLE)
+    check_owned({"sslmode": "verify-full", "application_name": "web"}, False, TABLES)
+    check_owned({}, False, TABLES)
 
 
 def test_every_argument_is_checked_not_only_the_first() -> None:
     with pytest.raises(errors.ConfigError, match="sslmode"):
-        check_owned({"application_name": "web", "sslmode": "prefer"}, RDS, ENDPOINT, TLS_TABLE)
+        check_owned({"application_name": "web", "sslmode": "prefer"}, False, TABLES)
     with pytest.raises(errors.ConfigError, match="'host'"):
-        check_owned({"sslmode": "verify-full", "host": "x"}, RDS, ENDPOINT, TLS_TABLE)
+        check_owned({"sslmode": "verify-full", "host": "x"}, False, TABLES)
 
 
 # --- PostgreSQL -------------------------------------------------------------------------
@@ -162,6 +177,7 @@ def test_postgres_kwargs_exactly() -> None:
         "keepalives_count": 2,
         "tcp_user_timeout": 9000,
         "host": RDS,
+        "hostaddr": "",  # given, so that libpq never takes PGHOSTADDR from the environment
         "port": 5432,
         "dbname": "app",
         "user": "app",
@@ -243,8 +259,9 @@ def test_mysql_caller_arguments_and_checks() -> None:
     kwargs = mysql.connect_kwargs(cfg, CRED, {"read_timeout": 20})
     assert (kwargs["charset"], kwargs["read_timeout"]) == ("utf8mb4", 20)
     assert kwargs["ssl"] is tls.ssl_context(cfg)
-    with pytest.raises(errors.ConfigError, match="ssl_verify_identity=False would weaken TLS"):
-        mysql.connect_kwargs(cfg, CRED, {"ssl_verify_identity": False})
+    for value in (False, True, 1, "require"):  # any value: PyMySQL would drop securedb's context
+        with pytest.raises(errors.ConfigError, match=r"ssl_verify_identity=.* would weaken TLS"):
+            mysql.connect_kwargs(cfg, CRED, {"ssl_verify_identity": value})
     with pytest.raises(errors.ConfigError, match="'passwd' is securedb's"):
         mysql.connect_kwargs(cfg, CRED, {"passwd": "x"})
 
@@ -304,7 +321,6 @@ def test_aiomysql_gets_pymysqls_tls_in_its_own_spelling(monkeypatch: pytest.Monk
         "ssl_disabled": True,
         "ssl_verify_cert": False,
         "ssl_verify_identity": False,
-        "check_hostname": False,
     }
     asyncio.run(mysql.connect_async(local, CRED, relaxed))
     asyncio.run(mysql.connect_async(local, CRED, {"ssl_disabled": False}))

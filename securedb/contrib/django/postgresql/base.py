@@ -102,7 +102,7 @@ class DatabaseWrapper(base.DatabaseWrapper):  # type: ignore[misc]
         connector = self.securedb.new_connector(self.settings_dict)
         try:
             cfg = connector.config
-            postgres.check_args(args, cfg.host)  # now: the pool's workers would only log it
+            postgres.check_args(args, cfg.is_local)  # now: the pool's workers would only log it
             enable_checks = self.settings_dict["CONN_HEALTH_CHECKS"]
             return pool_class(
                 connector,
