@@ -191,7 +191,11 @@ class ContainerCredentials(http.server.BaseHTTPRequestHandler):
                 "AccessKeyId": CONTAINER_KEY_ID,
                 "SecretAccessKey": CONTAINER_SECRET_KEY,
                 "Token": CONTAINER_SESSION_TOKEN,
-                "Expiration": "2099-01-01T00:00:00Z",
+                # An hour from the clock of the moment, whatever the date: botocore
+                # refreshes credentials that expire within 15 minutes.
+                "Expiration": (
+                    datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+                ).strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
         ).encode()
         if self.answered == 1:
