@@ -7,7 +7,13 @@ and rebuild ``data/rds-proxy-bundle.pem`` (RDS CAs plus the Amazon Trust Service
 Downloads go over verified HTTPS and never follow a redirect off https; every
 certificate is parsed and must be a CA with an Amazon RDS (or, for the proxy roots, an
 Amazon / Starfield) subject; nothing is written unless every file passes, and then all
-three files appear at once (see `refresh`).
+three files appear at once (see `refresh`), readable by everyone like the rest of an
+installed package.
+
+A subject is only a claim: anyone can make a self-signed root named "Amazon RDS ...". So
+from a source other than AWS's official URLs (a mirror), a root that the bundle being
+replaced does not hold yet is refused unless the maintainer accepts it explicitly
+(``--accept-new-roots``), having checked the subject and sha256 fingerprint listed.
 
 Parsing needs the ``cryptography`` package: ``pip install 'securedb[ca]'``.
 """
@@ -44,8 +50,10 @@ __all__ = [
     "RDS_URL",
     "BundleReport",
     "CertificateReport",
+    "NewRoot",
     "RegionReport",
     "check_bundle",
+    "describe_root",
     "inspect",
     "refresh",
 ]
@@ -55,7 +63,9 @@ ATS_URLS = tuple(
     f"https://www.amazontrust.com/repository/{name}.pem"
     for name in ("AmazonRootCA1", "AmazonRootCA2", "AmazonRootCA3", "AmazonRootCA4", "SFSRootCAG2")
 )
+OFFICIAL_URLS = frozenset((RDS_URL, *ATS_URLS))
 FILES = ("rds-ca-bundle.pem", "rds-proxy-bundle.pem", "PROVENANCE.json")
+DIRECTORY_MODE, FILE_MODE = 0o755, 0o644  # an installed package's: every user reads them
 MIN_RDS_CERTS = 10
 MAX_DOWNLOAD = 4 * 1024 * 1024
 RDS_ORGANIZATION = "Amazon Web Services, Inc."
@@ -90,6 +100,14 @@ class BundleReport(TypedDict):
     regions: dict[str, RegionReport]
     partitions: list[str]
     ok: bool
+
+
+class NewRoot(TypedDict):
+    """A certificate from a source other than AWS's official URLs, new to the bundle."""
+
+    subject: str  # RFC 4514
+    sha256: str  # of the DER encoding, hex
+    source: str  # the URL it was downloaded from
 
 
 def inspect(pem: bytes, now: datetime.datetime, source: str = "bundle") -> BundleReport:
@@ -150,6 +168,7 @@ def refresh(
     rds_url: str = RDS_URL,
     ats_urls: tuple[str, ...] = ATS_URLS,
     cafile: str | None = None,
+    accept_new_roots: bool = False,
 ) -> dict[str, dict[str, object]]:
     """Download, check and write the bundles and their provenance; return the provenance.
 
@@ -160,28 +179,80 @@ def refresh(
     ``.<name>.old-*`` directory, the new one is renamed to `output` (on failure the old
     one is renamed back) and the old one is deleted. A reader sees the old three files,
     for an instant no directory, or the new three files, never a mix; a failure before
-    the swap leaves `output` untouched.
+    the swap leaves `output` untouched. The directory is mode 0755, its files 0644.
+
+    A certificate downloaded from a URL other than AWS's (`OFFICIAL_URLS`) that the
+    bundles at `output` do not hold yet is a new root: refused unless `accept_new_roots`,
+    then listed (`NewRoot`) under ``accepted_new_roots`` in the provenance of each file
+    that holds it.
 
     Raises:
         TLSError: a URL is not https, a download fails or is redirected off https, a
-            bundle breaks `check_bundle`'s rules, `output` holds other files, or writing
-            fails.
+            bundle breaks `check_bundle`'s rules, a new root is not accepted, `output`
+            holds other files, or writing fails.
     """
     opener = _opener(ssl.create_default_context(cafile=cafile))
     downloads = {url: _download(opener, url) for url in (rds_url, *ats_urls)}
     rds = check_bundle(downloads[rds_url], rds_url, "rds", MIN_RDS_CERTS)
-    ats = [block for url in ats_urls for block in check_bundle(downloads[url], url, "ats")]
+    ats = {url: check_bundle(downloads[url], url, "ats") for url in ats_urls}
+    new = _new_roots({rds_url: rds, **ats}, output)
+    if new and not accept_new_roots:
+        raise TLSError(_refusal(new))
+    roots = [block for blocks in ats.values() for block in blocks]
     ordered = sorted(rds, key=_sort_key)
     rds_pem = b"".join(ordered)
-    proxy_pem = rds_pem + b"".join(ats)
+    proxy_pem = rds_pem + b"".join(roots)
     sources = {url: {"sha256": hashlib.sha256(data).hexdigest()} for url, data in downloads.items()}
     provenance: dict[str, dict[str, object]] = {
         FILES[0]: _describe(rds_pem, len(rds), {rds_url: sources[rds_url]}),
-        FILES[1]: _describe(proxy_pem, len(rds) + len(ats), sources),
+        FILES[1]: _describe(proxy_pem, len(rds) + len(roots), sources),
     }
+    for name, held in ((FILES[0], [r for r in new if r["source"] == rds_url]), (FILES[1], new)):
+        if held:
+            provenance[name]["accepted_new_roots"] = held
     document = json.dumps(provenance, indent=2).encode() + b"\n"
     _replace_directory(output, dict(zip(FILES, (rds_pem, proxy_pem, document), strict=True)))
     return provenance
+
+
+def describe_root(root: NewRoot) -> str:
+    """``SUBJECT sha256 HEX from URL``: what a maintainer checks before accepting a root."""
+    return f"{root['subject']} sha256 {root['sha256']} from {root['source']}"
+
+
+def _new_roots(checked: dict[str, list[bytes]], output: Path) -> list[NewRoot]:
+    """The certificates from sources other than AWS's URLs that `output`'s bundles lack."""
+    mirrored = {url: blocks for url, blocks in checked.items() if url not in OFFICIAL_URLS}
+    if not mirrored:
+        return []
+    known: set[str] = set()
+    for path in (output / FILES[0], output / FILES[1]):
+        if path.is_file():
+            known.update(_fingerprint(cert) for cert in _load(path.read_bytes(), str(path)))
+    new: list[NewRoot] = []
+    for url, blocks in mirrored.items():
+        for cert in (_load(block, url)[0] for block in blocks):
+            sha256 = _fingerprint(cert)
+            if sha256 not in known:
+                new.append(
+                    {"subject": cert.subject.rfc4514_string(), "sha256": sha256, "source": url}
+                )
+    return new
+
+
+def _refusal(new: list[NewRoot]) -> str:
+    count = f"{len(new)} new root{'s' if len(new) > 1 else ''}"
+    return (
+        f"refusing {count} from a source that is not AWS's official URL, not in the bundle "
+        f"being replaced: {'; '.join(describe_root(root) for root in new)}; check each "
+        "fingerprint against AWS's documentation, then run again with --accept-new-roots"
+    )
+
+
+def _fingerprint(cert: x509.Certificate) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
 
 
 def _load(pem: bytes, source: str) -> list[x509.Certificate]:
@@ -355,6 +426,7 @@ def _replace_directory(output: Path, files: dict[str, bytes]) -> None:
         output.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.new-", dir=output.parent))
         try:
+            staging.chmod(DIRECTORY_MODE)  # mkdtemp makes it 0700
             for name, data in files.items():
                 _write_file(staging / name, data)
             _fsync(staging)
@@ -388,6 +460,7 @@ def _swap(staging: Path, output: Path) -> None:
 
 def _write_file(path: Path, data: bytes) -> None:
     with path.open("xb") as file:
+        os.fchmod(file.fileno(), FILE_MODE)  # whatever the umask
         file.write(data)
         file.flush()
         os.fsync(file.fileno())

@@ -439,7 +439,7 @@ def _check_host(host: str) -> None:
         )
 
 
-HOST_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+HOST_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?$")
 
 
 def _is_address(host: str) -> bool:

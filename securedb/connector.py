@@ -110,6 +110,7 @@ class Connector:
         self._resolved = cfg if cfg.engine and cfg.host else None
         self._by_dbname: dict[str, Config] = {}
         self._lock = threading.Lock()
+        _connectors.add(self)
         self._acquire()
 
     def _acquire(self) -> None:
@@ -268,6 +269,7 @@ class Connector:
 
 
 _RETRY = object()
+_connectors: weakref.WeakSet[Connector] = weakref.WeakSet()  # for their locks after a fork
 
 
 def _fields(cfg: Config) -> dict[str, Any]:
@@ -437,6 +439,8 @@ def _after_fork_in_child() -> None:
     """A lock held by another thread at fork would never be released in the child."""
     _registry.lock = threading.Lock()
     _memo.lock = threading.Lock()
+    for connector in list(_connectors):
+        connector._lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

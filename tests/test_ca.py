@@ -7,8 +7,10 @@ import functools
 import hashlib
 import http.server
 import json
+import os
 import re
 import ssl
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -365,8 +367,14 @@ def https_server(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
 
 
 def refresh_args(
-    base: str, tmp_path: Path, out: Path, rds_path: str = "/global-bundle.pem"
+    base: str,
+    tmp_path: Path,
+    out: Path,
+    rds_path: str = "/global-bundle.pem",
+    *,
+    accept_new_roots: bool = True,
 ) -> list[str]:
+    """A refresh from the local server: a mirror, so its roots new to `out` need the flag."""
     return [
         "ca",
         "refresh",
@@ -376,6 +384,7 @@ def refresh_args(
         f"{base}{rds_path}",
         "--ats-url",
         f"{base}/AmazonRootCA1.pem",
+        *(["--accept-new-roots"] if accept_new_roots else []),
         "--cafile",
         str(tmp_path / "download-ca.pem"),
     ]
@@ -562,3 +571,138 @@ def test_refresh_refuses_a_directory_with_other_files(
     assert cli.main(refresh_args(base, tmp_path, out)) == 1
     assert "it holds notes.txt" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+# The written directory, and roots from a source that is not AWS's official URL.
+
+
+@pytest.fixture
+def from_aws(
+    https_server: tuple[str, Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """`securedb ca refresh` arguments for AWS's official URLs, which the local server
+    answers here: the URLs securedb sees are AWS's."""
+    base, www, _ = https_server
+    serve_good_bundles(www)
+    local = {ca.RDS_URL: f"{base}/global-bundle.pem", ca.ATS_URLS[0]: f"{base}/AmazonRootCA1.pem"}
+    download = ca._download
+    monkeypatch.setattr(ca, "_download", lambda opener, url: download(opener, local.get(url, url)))
+    out = tmp_path / "data"
+    cafile = str(tmp_path / "download-ca.pem")
+    return ["ca", "refresh", "--output", str(out), "--ats-url", ca.ATS_URLS[0], "--cafile", cafile]
+
+
+def test_refresh_writes_a_directory_readable_like_an_installed_package(
+    https_server: tuple[str, Path, dict[str, str]], from_aws: list[str], tmp_path: Path
+) -> None:
+    """0755 and 0644 whatever the umask: every user's process reads the package's trust store."""
+    www, out = https_server[1], tmp_path / "data"
+    umask = os.umask(0o077)
+    try:
+        for _ in range(2):  # a first write, then a replacement
+            serve_good_bundles(www)
+            assert cli.main(from_aws) == 0
+            assert stat.S_IMODE(out.stat().st_mode) == 0o755
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+            assert modes == dict.fromkeys(ca.FILES, 0o644)
+    finally:
+        os.umask(umask)
+
+
+def test_aws_official_urls_need_no_flag(
+    from_aws: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """From AWS's own URLs, roots new to the directory are taken as before: no flag, none
+    listed, none recorded."""
+    assert cli.main(from_aws) == 0
+    assert "new root" not in capsys.readouterr().out
+    provenance = json.loads((tmp_path / "data" / "PROVENANCE.json").read_text())
+    assert all("accepted_new_roots" not in facts for facts in provenance.values())
+    assert list(provenance["rds-ca-bundle.pem"]["sources"]) == [ca.RDS_URL]
+
+
+def fingerprint(pem: bytes) -> str:
+    der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+    return hashlib.sha256(der).hexdigest()
+
+
+CLAIMED_SUBJECT = (
+    "CN=Amazon RDS us-east-1 Root CA RSA2048 G1,OU=Amazon RDS,O=Amazon Web Services\\, Inc."
+)
+
+
+def test_a_mirror_adding_a_root_is_refused_unless_accepted(
+    https_server: tuple[str, Path, dict[str, str]],
+    from_aws: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A self-signed root whose subject merely claims to be Amazon RDS, added by a mirror
+    to the roots the bundle already holds: refused, named with its fingerprint; written
+    only with --accept-new-roots, which lists it and records it in the provenance."""
+    base, www, _ = https_server
+    out = tmp_path / "data"
+    assert cli.main(from_aws) == 0  # the bundle as AWS publishes it
+    served = (www / "global-bundle.pem").read_bytes()
+    assert cli.main(refresh_args(base, tmp_path, out, accept_new_roots=False)) == 0  # same roots
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    claimed = make_ca("Amazon RDS us-east-1 Root CA RSA2048 G1")
+    (www / "global-bundle.pem").write_bytes(served + claimed)
+    listed = f"{CLAIMED_SUBJECT} sha256 {fingerprint(claimed)} from {base}/global-bundle.pem"
+
+    assert cli.main(refresh_args(base, tmp_path, out, accept_new_roots=False)) == 1
+    err = capsys.readouterr().err
+    assert "refusing 1 new root from a source that is not AWS's official URL" in err
+    assert listed in err
+    assert "--accept-new-roots" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+    assert cli.main(refresh_args(base, tmp_path, out)) == 0
+    assert f"new root accepted: {listed}" in capsys.readouterr().out
+    assert claimed in (out / "rds-ca-bundle.pem").read_bytes()
+    provenance = json.loads((out / "PROVENANCE.json").read_text())
+    accepted = [
+        {
+            "subject": CLAIMED_SUBJECT,
+            "sha256": fingerprint(claimed),
+            "source": f"{base}/global-bundle.pem",
+        }
+    ]
+    assert provenance["rds-ca-bundle.pem"]["accepted_new_roots"] == accepted
+    assert provenance["rds-proxy-bundle.pem"]["accepted_new_roots"] == accepted
+
+
+def test_a_mirror_into_an_empty_directory_is_all_new_roots(
+    https_server: tuple[str, Path, dict[str, str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base, www, _ = https_server
+    serve_good_bundles(www)
+    out = tmp_path / "data"
+    assert cli.main(refresh_args(base, tmp_path, out, accept_new_roots=False)) == 1
+    assert "refusing 13 new roots from a source" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_mirror_of_a_proxy_root_is_checked_too(
+    https_server: tuple[str, Path, dict[str, str]],
+    from_aws: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The RDS roots from AWS, an Amazon Trust Services root from a mirror: a root of the
+    mirror's that the proxy bundle does not hold yet is refused."""
+    base, www, _ = https_server
+    out = tmp_path / "data"
+    assert cli.main(from_aws) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    (www / "AmazonRootCA1.pem").write_bytes(make_ca("Amazon Root CA 1", org="Amazon", unit=None))
+    args = [*from_aws[:4], "--ats-url", f"{base}/AmazonRootCA1.pem", *from_aws[6:]]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "refusing 1 new root from a source that is not AWS's official URL" in err
+    assert "CN=Amazon Root CA 1,O=Amazon sha256 " in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

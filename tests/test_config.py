@@ -167,6 +167,8 @@ def test_region_from_host(host: str, region: str | None) -> None:
         ("127.3.2.1", True),
         ("::1", True),
         ("/var/run/postgresql", True),
+        ("/var/run/postgresql,db.example.com", False),  # libpq would try both
+        ("localhost,db.example.com", False),
         ("10.0.0.1", False),
         (RDS, False),
         ("", False),
@@ -174,6 +176,24 @@ def test_region_from_host(host: str, region: str | None) -> None:
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("url", "tunnel", "local"),
+    [
+        ("postgresql://u:pw@localhost/db", None, True),
+        ("postgresql://u:pw@localhost/db", "127.0.0.1:5433", True),
+        ("postgresql://u:pw@localhost/db", "[::1]:5433", True),
+        ("postgresql://u:pw@localhost/db", "localhost:5433", True),
+        # The name TLS would check is local, but the socket goes elsewhere.
+        ("postgresql://u:pw@localhost/db", "203.0.113.5:5432", False),
+        ("postgresql://u:pw@localhost/db", "bastion.internal:5432", False),
+        ("mysql://u:pw@127.0.0.1/db", "203.0.113.5:3306", False),
+        (f"postgresql://u:pw@{RDS}/db", "127.0.0.1:5433", False),
+    ],
+)
+def test_is_local_looks_at_every_destination(url: str, tunnel: str | None, local: bool) -> None:
+    assert Config.from_url(url, tunnel=tunnel).is_local is local
 
 
 def test_proxy_endpoint_detected() -> None:
@@ -187,6 +207,51 @@ def _env(**env: str) -> Any:
 
 
 BAD: list[tuple[str, Any, str]] = [
+    (
+        "host list behind a socket directory",
+        lambda: Config(
+            auth="password",
+            engine="postgresql",
+            host="/var/run/postgresql,evil.example.com",
+            user="u",
+            password="hunter2",
+            connect_args={"sslmode": "disable"},
+        ),
+        "securedb takes no host lists",
+    ),
+    (
+        "host list in a URL",
+        lambda: Config.from_url("postgresql://u:hunter2@localhost,evil.example.com/db"),
+        "bad",
+    ),
+    (
+        "relaxed TLS through a remote tunnel",
+        lambda: Config.from_url(
+            "postgresql://u:hunter2@localhost/db?sslmode=disable&tunnel=203.0.113.5:5432"
+        ),
+        "sslmode='disable' would weaken TLS",
+    ),
+    (
+        "PyMySQL TLS off through a remote tunnel",
+        lambda: Config.from_url(
+            "mysql://u:hunter2@127.0.0.1/db?ssl_disabled=1", tunnel="203.0.113.5:3306"
+        ),
+        "ssl_disabled='1' would weaken TLS",
+    ),
+    (
+        "conninfo under a local name",
+        lambda: Config.from_url(
+            "postgresql://u:hunter2@localhost/db?sslmode=disable&conninfo=hostaddr%3D203.0.113.5"
+        ),
+        "'conninfo' is securedb's: pass its parameters one by one",
+    ),
+    (
+        "connect_args not a dict, with a URL query",
+        lambda: Config.from_url(
+            "postgresql://u:hunter2@localhost/db?application_name=x", connect_args="x"
+        ),
+        "connect_args must be a dict",
+    ),
     ("no url, no secret", lambda: Config.from_url(auth="iam"), "no database URL"),
     ("not a string", lambda: Config.from_url(42, auth="iam"), "must be a string"),
     ("unknown scheme", lambda: Config.from_url("sqlite:///x.db", auth="iam"), "scheme"),

@@ -26,6 +26,8 @@ import pytest
 import securedb
 from bed import postgres
 from bed.bed import Bed
+from securedb.config import Config
+from securedb.connector import Connector
 from securedb.credentials import aws, cache
 from securedb.credentials.cache import RefreshAheadCache
 
@@ -162,3 +164,53 @@ def test_children_connect_while_the_parent_fetches(
         refresher.join(HOLD_LIMIT)
     assert codes == [0] * CHILDREN
     assert len(refreshed) == 1  # the parent's own refresh finished too
+
+
+@pytest.mark.parametrize("state", ["released", "unresolved"])
+def test_a_connector_lock_held_at_fork_is_free_in_the_child(
+    bed: Bed, aws_env: dict[str, str], state: str
+) -> None:
+    """A thread of the parent holds a connector's own lock when the process forks: the
+    child's copy of that connector must still take it, and connect.
+
+    `released`: the connector was closed, so its next use takes the lock to take its
+    credential reference back. `unresolved`: its endpoint comes from an RDS-managed secret
+    not read yet, so its first use takes the lock to fill the endpoint in.
+    """
+    ca = str(bed.pki.ca)
+    if state == "released":
+        url = f"postgresql://app_user:{postgres.APP_PASSWORD}@localhost:{bed.primary.port}/app"
+        connector = Connector(Config.from_url(url, ca_bundle=ca))
+        connector.close()
+    else:
+        make_secret(bed, "rds/fork-connector", "postgres")
+        connector = Connector(Config.from_url(None, secret_id="rds/fork-connector", ca_bundle=ca))
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with connector._lock:
+            holding.set()
+            release.wait(HOLD_LIMIT)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+
+    def child() -> bool:
+        if not connector._lock.acquire(timeout=CHILD_DEADLINE / 2):
+            return False  # inherited held: it would never be released here
+        connector._lock.release()
+        conn = connector.connect()
+        try:
+            return bool(conn.execute("SELECT 1").fetchone() == (1,))
+        finally:
+            conn.close()
+
+    try:
+        assert holding.wait(CHILD_DEADLINE)
+        pid = fork(child)
+        code = exit_code(pid, time.monotonic() + CHILD_DEADLINE)
+    finally:
+        release.set()
+        holder.join(HOLD_LIMIT)
+        connector.close()
+    assert code == 0

@@ -329,11 +329,15 @@ def test_undecodable_aws_keys_lead_to_no_secret(
     for name, value in BROKEN_CREDENTIALS[broken].items():
         monkeypatch.setenv(name, value)
     url = f"postgresql://iam_user@localhost:{bed.primary.port}/app"
-    with pytest.raises(Exception) as caught:  # noqa: PT011  (the class is asserted below)
+
+    def trigger() -> None:
         if entry == "connect":
             securedb.connect(url, auth="iam", ca_bundle=str(bed.pki.ca))
         else:
             Connector(Config.from_url(url, auth="iam")).cache.get()
+
+    with pytest.raises(Exception) as caught:  # noqa: PT011  (the class is asserted below)
+        trigger()
     assert type(caught.value) is errors.CredentialsError
     assert "is not ASCII" in str(caught.value)
     texts = "\n".join(reachable(caught.value))

@@ -3,7 +3,9 @@
 ``ca check`` reports on a CA bundle (the bundled RDS snapshot by default): every
 certificate, its expiry, and which AWS regions have a valid CA; it exits 1 when a region
 named in the bundle has none. ``ca refresh`` (maintainers) replaces the bundled snapshot
-with AWS's current trust store.
+with AWS's current trust store; from a mirror (``--rds-url``, ``--ats-url`` not AWS's),
+roots the current bundle lacks are refused unless ``--accept-new-roots`` is given, and
+each is listed with its sha256 fingerprint either way.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 import datetime
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from securedb.errors import TLSError
 
@@ -34,6 +36,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     refresh.add_argument("--rds-url", help="where AWS publishes global-bundle.pem")
     refresh.add_argument("--ats-url", action="append", help="an Amazon Trust Services root")
     refresh.add_argument("--cafile", help="trust store for the download itself")
+    refresh.add_argument(
+        "--accept-new-roots",
+        action="store_true",
+        help="from URLs other than AWS's, also write roots the current bundle lacks "
+        "(each is listed with its sha256 fingerprint: check them first)",
+    )
     refresh.add_argument("--json", action="store_true", help="print the provenance as JSON")
     refresh.set_defaults(run=_refresh)
 
@@ -83,10 +91,14 @@ def _refresh(args: argparse.Namespace) -> int:
         rds_url=args.rds_url or ca.RDS_URL,
         ats_urls=tuple(args.ats_url or ca.ATS_URLS),
         cafile=args.cafile,
+        accept_new_roots=args.accept_new_roots,
     )
     if args.json:
         print(json.dumps(provenance, indent=2))
         return 0
     for name, facts in provenance.items():
         print(f"{name}: {facts['certificates']} certificates, sha256 {facts['sha256']}")
+    proxy = provenance[ca.FILES[1]]  # holds every root: the RDS bundle's, then the proxy's
+    for root in cast("list[ca.NewRoot]", proxy.get("accepted_new_roots", [])):
+        print(f"new root accepted: {ca.describe_root(root)}")
     return 0

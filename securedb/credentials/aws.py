@@ -144,4 +144,7 @@ def translate(exc: Exception, what: str) -> CredentialsError:
             f"{what}: cannot reach the AWS endpoint; check the network "
             "route or VPC endpoint, and AWS_ENDPOINT_URL if set"
         )
-    return CredentialsError(f"{what}: {type(exc).__name__}")
+    return CredentialsError(
+        f"{what}: {type(exc).__name__} from the AWS SDK (its details are withheld: they may "
+        "hold a secret); check the AWS config and credentials files and AWS_* variables"
+    )

@@ -10,6 +10,11 @@
   message) without a fetch.
 - `invalidate` (the database refused a credential) forces one refetch, rate-limited so
   a wrong password cannot hammer Secrets Manager.
+- The cache is the credential path's boundary: whatever a source's fetch raises leaves
+  `get` as a securedb error with no traceback, cause or context of the fetch, whose
+  frames held keys, a secret's text or botocore's responses. An error of another class
+  is known by its class alone: its message and arguments may hold a secret (an encoding
+  error holds the whole text it failed on).
 """
 
 from __future__ import annotations
@@ -123,29 +128,50 @@ class RefreshAheadCache:
         if not leader:
             return flight.result() if wait else None
         try:
-            value = self.source.fetch(self._rejected)
-        except BaseException as exc:
-            self._failed(exc)
+            outcome = self._fetch()
+        except BaseException:  # interrupted (KeyboardInterrupt): no waiter may hang on it
             self._flight = None
-            flight.set_exception(exc)
+            flight.set_exception(
+                CredentialsError(f"{self.source.name} not fetched: interrupted; try again")
+            )
             raise
-        self._value, self._rejected, self._failures, self._retry_at = value, None, 0, 0.0
+        if isinstance(outcome, SecureDBError):
+            self._failed(outcome)
+            self._flight = None
+            flight.set_exception(outcome)
+            raise outcome  # outside any except block: no context to follow
+        self._value, self._rejected, self._failures, self._retry_at = outcome, None, 0, 0.0
         self._failure = None
         self._flight = None
-        flight.set_result(value)
+        flight.set_result(outcome)
         if self.background:
             self._ensure_thread()
-        return value
+        return outcome
 
-    def _failed(self, exc: BaseException) -> None:
-        self._failure = _replayable(exc, self.source.name)
+    def _fetch(self) -> Credential | SecureDBError:
+        """The source's new credential, or the securedb error to raise instead, detached."""
+        try:
+            return self.source.fetch(self._rejected)
+        except SecureDBError as exc:
+            error = exc
+        except Exception as exc:  # a bug, or a library's error: its text may hold a secret
+            error = CredentialsError(
+                f"{self.source.name} not fetched: {type(exc).__name__} while fetching it "
+                "(its details are withheld: they may hold a secret); check the AWS "
+                "credentials and settings this process sees, e.g. with `securedb check`"
+            )
+        error.__cause__ = error.__context__ = None
+        return error.with_traceback(None)
+
+    def _failed(self, error: SecureDBError) -> None:
+        self._failure = _again(error)
         self._failures += 1
         wait = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (self._failures - 1))
         self._retry_at = self._clock() + random.uniform(wait / 2, wait)  # noqa: S311
         logger.warning(
             "refreshing %s failed (%s), attempt %d; retrying in %.1f s",
             self.source.name,
-            type(exc).__name__,
+            type(error).__name__,
             self._failures,
             wait,
         )
@@ -207,20 +233,6 @@ class RefreshAheadCache:
 
     def __repr__(self) -> str:
         return f"<RefreshAheadCache {self.source.name} background={self.background}>"
-
-
-def _replayable(exc: BaseException, name: str) -> SecureDBError:
-    """What callers within the backoff get: a copy of a securedb error, else only its class.
-
-    Sources raise securedb errors whose messages hold no secret; another exception's
-    message might, and its traceback holds the fetch's locals.
-    """
-    if isinstance(exc, SecureDBError):
-        return _again(exc)
-    return CredentialsError(
-        f"{name} not fetched: the last attempt raised {type(exc).__name__}; "
-        "it is tried again after a backoff"
-    )
 
 
 def _again(exc: SecureDBError) -> SecureDBError:

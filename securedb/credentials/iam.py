@@ -36,6 +36,10 @@ EXPIRY_MARGIN = 5.0
 EMPTY_PAYLOAD = hashlib.sha256(b"").hexdigest()
 HTTPS_PORT = 443  # botocore signs for https://host:port and leaves this default port out
 AwsKeys = tuple[str, str, "str | None"]
+CHAIN_KEYS = tuple(
+    f"the AWS {key} from the credential chain"
+    for key in ("access key id", "secret access key", "session token")
+)
 
 
 class IamTokenSource:
@@ -77,19 +81,30 @@ class IamTokenSource:
         )
 
     def _keys(self) -> AwsKeys:
-        """The environment's keys when botocore would pick them too, else botocore's chain."""
+        """The environment's keys when botocore would pick them too, else botocore's chain.
+
+        Raises:
+            CredentialsError: no keys, or a key that is not ASCII (see `_refuse_non_ascii`).
+        """
         env = os.environ
         if (
             env.get("AWS_ACCESS_KEY_ID")
             and env.get("AWS_SECRET_ACCESS_KEY")
             and not env.get("AWS_PROFILE")
         ):
-            return (
+            # botocore's EnvProvider reads the older name first
+            token_name = (
+                "AWS_SECURITY_TOKEN" if env.get("AWS_SECURITY_TOKEN") else "AWS_SESSION_TOKEN"
+            )
+            keys = (
                 env["AWS_ACCESS_KEY_ID"],
                 env["AWS_SECRET_ACCESS_KEY"],
-                # botocore's EnvProvider reads the older name first
-                env.get("AWS_SECURITY_TOKEN") or env.get("AWS_SESSION_TOKEN") or None,
+                env.get(token_name) or None,
             )
+            _refuse_non_ascii(
+                keys, ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", token_name), self.name
+            )
+            return keys
         try:
             with aws.quiet():  # STS, container and instance metadata responses hold keys
                 credentials = aws.session().get_credentials()
@@ -101,7 +116,24 @@ class IamTokenSource:
                 f"{self.name} not signed: no AWS credentials found; set AWS_PROFILE or the "
                 "AWS_ACCESS_KEY_ID pair, or attach an IAM role"
             )
-        return str(frozen.access_key), str(frozen.secret_key), frozen.token
+        keys = (str(frozen.access_key), str(frozen.secret_key), frozen.token)
+        _refuse_non_ascii(keys, CHAIN_KEYS, self.name)
+        return keys
+
+
+def _refuse_non_ascii(keys: AwsKeys, names: tuple[str, ...], what: str) -> None:
+    """A CredentialsError if a key is not ASCII, before anything is signed with it.
+
+    AWS keys and session tokens are ASCII. A byte that is not valid UTF-8 in the
+    environment comes back as a lone surrogate, which cannot be encoded at all: signing
+    would fail with an encoding error that holds the key.
+    """
+    for value, name in zip(keys, names, strict=True):
+        if value is not None and not value.isascii():
+            raise CredentialsError(
+                f"{what} not signed: {name} is not ASCII, which AWS keys and tokens always "
+                "are (a stray byte or a wrong encoding?); set it again from the key's source"
+            )
 
 
 def presign(

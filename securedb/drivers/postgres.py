@@ -155,7 +155,7 @@ def connect_kwargs(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> di
     caller = {**cfg.connect_args, **args}
     check_args(caller, cfg.is_local)
     for name in REFUSED_ENVIRONMENT:
-        if os.environ.get(name):
+        if name in os.environ:
             raise ConfigError(
                 f"{name} is set in the environment: libpq would take the server from a "
                 f"service file instead of the URL; unset {name} for this process"

@@ -84,7 +84,11 @@ def client_error(code: str | None) -> bx.ClientError:
             f"{WHAT}: cannot reach the AWS endpoint; check the network route or VPC endpoint, "
             "and AWS_ENDPOINT_URL if set",
         ),
-        (KeyError("pw-in-the-message"), f"{WHAT}: KeyError"),
+        (
+            KeyError("pw-in-the-message"),
+            f"{WHAT}: KeyError from the AWS SDK (its details are withheld: they may hold a "
+            "secret); check the AWS config and credentials files and AWS_* variables",
+        ),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, Exception) else None,
 )

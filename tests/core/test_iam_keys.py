@@ -69,7 +69,11 @@ def test_a_chain_failure_is_translated(chain: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("AWS_PROFILE", "missing")
     with pytest.raises(errors.CredentialsError) as caught:
         source()._keys()
-    assert str(caught.value) == "IAM token for app@db.example:5432 not signed: ProfileNotFound"
+    assert str(caught.value) == (
+        "IAM token for app@db.example:5432 not signed: ProfileNotFound from the AWS SDK (its "
+        "details are withheld: they may hold a secret); check the AWS config and credentials "
+        "files and AWS_* variables"
+    )
     assert caught.value.__cause__ is None
     assert caught.value.__suppress_context__
 

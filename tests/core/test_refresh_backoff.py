@@ -90,19 +90,25 @@ def test_within_the_backoff_the_failure_again_with_its_endpoint(
     )
 
 
-def test_a_foreign_failure_is_replayed_by_its_class_and_the_source(
+def test_a_foreign_failure_leaves_and_is_replayed_by_its_class_and_the_source(
     bounds: list[tuple[float, float]],
 ) -> None:
     clock = Clock()
     cache = RefreshAheadCache(Down(KeyError("pw-leak")), "lazy", clock)
-    with pytest.raises(KeyError):
+    with pytest.raises(errors.CredentialsError) as first:
         cache.get()
     with pytest.raises(errors.CredentialsError) as again:
         cache.get()
-    assert str(again.value) == (
-        "secret 'rds/app' not fetched: the last attempt raised KeyError; it is tried again "
-        "after a backoff"
+    assert (
+        str(first.value)
+        == str(again.value)
+        == (
+            "secret 'rds/app' not fetched: KeyError while fetching it (its details are withheld: "
+            "they may hold a secret); check the AWS credentials and settings this process sees, "
+            "e.g. with `securedb check`"
+        )
     )
+    assert (first.value.__cause__, first.value.__context__) == (None, None)
 
 
 class Timed:

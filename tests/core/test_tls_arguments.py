@@ -340,3 +340,32 @@ def test_aiomysql_gets_pymysqls_tls_in_its_own_spelling(monkeypatch: pytest.Monk
     assert made[2]["address"] is None
     assert made[2]["ssl"] is tls.ssl_context(my())
     assert (made[2]["host"], made[2]["port"], made[2]["db"]) == (RDS, 3306, "app")
+
+
+def test_postgres_refuses_a_service_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGSERVICE", "elsewhere")
+    with pytest.raises(errors.ConfigError) as caught:
+        postgres.connect_kwargs(pg(), CRED, {})
+    assert str(caught.value) == (
+        "PGSERVICE is set in the environment: libpq would take the server from a service "
+        "file instead of the URL; unset PGSERVICE for this process"
+    )
+    monkeypatch.setenv("PGSERVICE", "")  # libpq would look for a service named ""
+    with pytest.raises(errors.ConfigError, match="unset PGSERVICE"):
+        postgres.connect_kwargs(pg(), CRED, {})
+    monkeypatch.delenv("PGSERVICE")
+    assert postgres.connect_kwargs(pg(), CRED, {})["host"] == RDS
+
+
+def test_postgres_gives_hostaddr_so_the_environment_cannot() -> None:
+    """An empty hostaddr keeps libpq from reading PGHOSTADDR; a tunnel's replaces it."""
+    assert postgres.connect_kwargs(pg(), CRED, {})["hostaddr"] == ""
+    tunnelled = Config.from_url(f"postgresql://app@{RDS}/app", auth="iam", tunnel="127.0.0.1:9")
+    assert postgres.connect_kwargs(tunnelled, CRED, {})["hostaddr"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("name", ["conninfo", "dsn", "service", "servicefile"])
+def test_postgres_refuses_keys_that_carry_other_keys(name: str) -> None:
+    local = Config.from_url("postgresql://app:pw@localhost:5433/app")
+    with pytest.raises(errors.ConfigError, match=f"'{name}' is securedb's"):
+        postgres.connect_kwargs(local, CRED, {name: "hostaddr=203.0.113.5 sslmode=disable"})
