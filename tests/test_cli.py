@@ -7,10 +7,13 @@ Commands that print a token or replace themselves with a client run as real proc
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,13 +30,16 @@ from securedb.errors import ConfigError
 PG_REAL = f"postgresql://{postgres.IAM_USER}@{certs.PG_INSTANCE}:5432/app"
 
 
-def securedb(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The securedb command as a process of its own."""
+def securedb(
+    *args: str, env: dict[str, str] | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """The securedb command as a process of its own, `stdin` its input."""
     return subprocess.run(
         [sys.executable, "-m", "securedb.cli", *args],
         capture_output=True,
         text=True,
         env=env,
+        input=stdin,
         timeout=60,
         check=False,
     )
@@ -201,6 +207,10 @@ RECORDER = """#!/bin/sh
 # Records what the client is started with, then runs the real client.
 printf '%s\\0' "$@" > "$SECUREDB_TEST_RECORD/argv"
 env -0 > "$SECUREDB_TEST_RECORD/env"
+if [ -n "$PGPASSFILE" ]; then
+    cat "$PGPASSFILE" > "$SECUREDB_TEST_RECORD/pgpass"
+    stat -c %a "$PGPASSFILE" > "$SECUREDB_TEST_RECORD/pgpass.mode"
+fi
 exec {real} "$@"
 """
 
@@ -228,8 +238,25 @@ def recorded(record: Path) -> tuple[list[str], dict[str, str]]:
     return [a.decode() for a in argv], {k.decode(): v.decode() for k, v in pairs}
 
 
+def recorded_password(record: Path, client_env: dict[str, str]) -> str:
+    """The password in psql's password file, checked private and gone once psql exited."""
+    assert (record / "pgpass.mode").read_text().strip() == "600"
+    assert not Path(client_env["PGPASSFILE"]).parent.exists()
+    line = (record / "pgpass").read_text().removesuffix("\n")
+    fields = re.split(r"(?<!\\):", line, maxsplit=4)
+    return re.sub(r"\\(.)", r"\1", fields[4])
+
+
+def conninfo_of(argv: list[str]) -> dict[str, str]:
+    """The parameters of psql's --dbname conninfo, as libpq reads them."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    assert argv[0] == "-X"
+    return {k: str(v) for k, v in conninfo_to_dict(argv[1].removeprefix("--dbname=")).items()}
+
+
 @pytest.mark.bed
-def test_shell_runs_psql_with_the_token_in_its_environment_not_its_argv(
+def test_shell_runs_psql_with_the_token_in_a_password_file_not_its_argv(
     bed: Bed, aws_env: dict[str, str], tmp_path: Path
 ) -> None:
     env, record = recorder(tmp_path, "psql")
@@ -251,14 +278,17 @@ def test_shell_runs_psql_with_the_token_in_its_environment_not_its_argv(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "iam_user|t"
     argv, client_env = recorded(record)
-    token = client_env["PGPASSWORD"]
+    assert "PGPASSWORD" not in client_env  # libpq would send it to any host
+    token = recorded_password(record, client_env)
     assert token.startswith(f"{certs.PG_INSTANCE}:5432/?Action=connect&DBUser=iam_user&")
-    assert not any(token in arg or "X-Amz" in arg for arg in argv)
-    conninfo = argv[0].removeprefix("--dbname=").split()
-    assert f"host={certs.PG_INSTANCE}" in conninfo
-    assert {"hostaddr=127.0.0.1", f"port={fwd.port}", "sslmode=verify-full"} <= set(conninfo)
-    assert f"sslrootcert={bed.pki.ca}" in conninfo
-    assert argv[1:] == [
+    line = (record / "pgpass").read_text()
+    assert line.startswith(f"{certs.PG_INSTANCE}:{fwd.port}:*:iam_user:")  # name, forward
+    assert not any(token in arg or "X-Amz" in arg for arg in [*argv, *client_env.values()])
+    conninfo = conninfo_of(argv)
+    assert conninfo["host"] == certs.PG_INSTANCE
+    assert (conninfo["hostaddr"], conninfo["port"]) == ("127.0.0.1", str(fwd.port))
+    assert (conninfo["sslmode"], conninfo["sslrootcert"]) == ("verify-full", str(bed.pki.ca))
+    assert argv[2:] == [
         "-XAtc",
         "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
     ]
@@ -269,8 +299,6 @@ def test_shell_runs_psql_with_the_token_in_its_environment_not_its_argv(
 def test_shell_exits_with_the_clients_status(
     bed: Bed, aws_env: dict[str, str], tmp_path: Path
 ) -> None:
-    script = tmp_path / "fails.sql"
-    script.write_text("SELECT 1/0;\n")
     done = securedb(
         "shell",
         pg_url(bed),
@@ -282,11 +310,43 @@ def test_shell_exits_with_the_clients_status(
         "-X",
         "-v",
         "ON_ERROR_STOP=1",
-        "-f",
-        str(script),
+        stdin="SELECT 1/0;\n",  # -f is refused: a script on standard input instead
     )
     assert done.returncode == 3, done.stderr  # psql: an error in a script with ON_ERROR_STOP
     assert "division by zero" in done.stderr
+
+
+@pytest.mark.bed
+def test_shell_waits_through_ctrl_c_and_passes_sigterm_on(
+    bed: Bed, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    """securedb runs psql as a child so that it can remove the password file after it:
+    a SIGINT (which the terminal sends psql too) must not end securedb first; a SIGTERM
+    for securedb alone ends psql, then securedb, which reports it as a shell would."""
+    env, record = recorder(tmp_path, "psql")
+    command = ["shell", pg_url(bed), "--auth", "iam", "--ca-bundle", str(bed.pki.ca)]
+    with subprocess.Popen(
+        [sys.executable, "-m", "securedb.cli", *command, "--", "-c", "SELECT pg_sleep(60)"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    ) as shell_process:
+        try:
+            deadline = time.monotonic() + 30
+            while not (record / "pgpass.mode").exists():  # psql has started
+                assert shell_process.poll() is None, shell_process.communicate()[1]
+                assert time.monotonic() < deadline, "psql did not start"
+                time.sleep(0.05)
+            shell_process.send_signal(signal.SIGINT)
+            shell_process.send_signal(signal.SIGTERM)
+            assert shell_process.wait(timeout=30) == 128 + signal.SIGTERM  # not 130: SIGINT
+        finally:
+            if shell_process.poll() is None:
+                os.killpg(shell_process.pid, signal.SIGKILL)
+    _, client_env = recorded(record)
+    assert not Path(client_env["PGPASSFILE"]).parent.exists()
 
 
 @pytest.mark.bed
@@ -314,6 +374,7 @@ def test_shell_runs_mariadb_verify_full_with_the_token_in_its_environment(
     assert token.startswith(f"localhost:{bed.mariadb.port}/?Action=connect&")
     assert not any(token in arg or "X-Amz" in arg for arg in argv)
     assert {"--protocol=TCP", "--ssl-verify-server-cert", f"--ssl-ca={bed.pki.ca}"} <= set(argv)
+    assert argv[0] == "--no-defaults"
 
 
 @pytest.mark.bed
@@ -338,8 +399,8 @@ def test_shell_with_an_rds_managed_secret_alone(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == postgres.APP_USER
     argv, client_env = recorded(record)
-    assert client_env["PGPASSWORD"] == postgres.APP_PASSWORD
-    assert not any(postgres.APP_PASSWORD in arg for arg in argv)
+    assert recorded_password(record, client_env) == postgres.APP_PASSWORD
+    assert not any(postgres.APP_PASSWORD in arg for arg in [*argv, *client_env.values()])
 
 
 def test_shell_refuses_a_tunnel_for_mysql_and_says_why(capsys: pytest.CaptureFixture[str]) -> None:
@@ -351,7 +412,69 @@ def test_shell_refuses_a_tunnel_for_mysql_and_says_why(capsys: pytest.CaptureFix
     assert f"'127.0.0.1 {certs.MYSQL_INSTANCE}' in /etc/hosts" in err
 
 
+@pytest.mark.bed
+def test_shell_refuses_a_meta_command_that_would_connect_elsewhere(
+    bed: Bed, aws_env: dict[str, str]
+) -> None:
+    """`-c '\\connect …'` ran after the verified login and sent the token in clear."""
+    from tests.fakes import FakeServer
+    from tests.test_shell_args import pg_asking_password
+
+    with FakeServer(pg_asking_password()) as evil:
+        done = securedb(
+            "shell",
+            pg_url(bed),
+            "--auth",
+            "iam",
+            "--ca-bundle",
+            str(bed.pki.ca),
+            "--",
+            "-c",
+            f"\\connect 'host=127.0.0.1 port={evil.port} user=iam_user dbname=app sslmode=disable'",
+        )
+    assert b"X-Amz-Signature" not in evil.received
+    assert done.returncode == 2, done.stderr
+    assert "client option -c (argument 1) is not passed to psql" in done.stderr
+
+
+@pytest.mark.bed
+def test_shell_psql_connect_elsewhere_finds_no_password(bed: Bed, aws_env: dict[str, str]) -> None:
+    """A \\connect read from input (as if typed) to another host gets no password: the
+    password file holds it for the endpoint's name, port and user only."""
+    from tests.fakes import FakeServer
+    from tests.test_shell_args import pg_asking_password
+
+    with FakeServer(pg_asking_password()) as evil:
+        done = securedb(
+            "shell",
+            pg_url(bed),
+            "--auth",
+            "iam",
+            "--ca-bundle",
+            str(bed.pki.ca),
+            "--",
+            "-Atw",
+            stdin="SELECT current_user;\n"
+            f"\\connect 'host=127.0.0.1 port={evil.port} user=iam_user dbname=app "
+            "sslmode=disable'\n",
+        )
+    assert done.stdout.splitlines()[0] == "iam_user"  # the verified login worked
+    assert b"user\0iam_user" in evil.received  # the \\connect did go there...
+    assert b"X-Amz-Signature" not in evil.received  # ...without the token
+    assert "no password supplied" in done.stderr
+
+
 CRED = Credential(user="iam_user", password="token-value")
+
+
+def build(
+    engine: str, args: list[str], environ: dict[str, str], tmp_path: Path
+) -> tuple[list[str], dict[str, str]]:
+    """The client's argv and environment, as `securedb shell` builds them."""
+    cfg = Config.from_url(f"{engine}://iam_user@{certs.PG_INSTANCE}/app", auth="iam")
+    if engine == "postgresql":
+        return shell.psql_command(cfg, CRED, args, environ, str(tmp_path / "pgpass"))
+    return shell.mysql_command(cfg, CRED, args, environ)
 
 
 @pytest.mark.parametrize(
@@ -370,11 +493,13 @@ CRED = Credential(user="iam_user", password="token-value")
         ("mysql", ["--defaults-extra-file=/tmp/my.cnf"]),
     ],
 )
-def test_shell_refuses_client_options_that_are_securedbs(engine: str, args: list[str]) -> None:
-    cfg = Config.from_url(f"{engine}://iam_user@{certs.PG_INSTANCE}/app", auth="iam")
-    build = shell.psql_command if engine == "postgresql" else shell.mysql_command
-    with pytest.raises(ConfigError, match="is securedb's"):
-        build(cfg, CRED, args, {})
+def test_shell_refuses_client_options_that_are_securedbs(
+    engine: str, args: list[str], tmp_path: Path
+) -> None:
+    """More in test_shell_args.py."""
+    with pytest.raises(ConfigError, match="is not passed to"):
+        build(engine, args, {}, tmp_path)
+    assert not (tmp_path / "pgpass").exists()
 
 
 @pytest.mark.parametrize(
@@ -384,12 +509,12 @@ def test_shell_refuses_client_options_that_are_securedbs(engine: str, args: list
         ("mysql", ["-N", "-e", "SELECT 1"]),
     ],
 )
-def test_shell_passes_other_client_options_through(engine: str, args: list[str]) -> None:
+def test_shell_passes_other_client_options_through(
+    engine: str, args: list[str], tmp_path: Path
+) -> None:
     if not shutil.which("psql" if engine == "postgresql" else "mariadb"):
         pytest.skip("client not installed")
-    cfg = Config.from_url(f"{engine}://iam_user@{certs.PG_INSTANCE}/app", auth="iam")
-    build = shell.psql_command if engine == "postgresql" else shell.mysql_command
-    argv, env = build(cfg, CRED, args, {"PGHOSTADDR": "10.9.9.9", "HOME": "/home/x"})
+    argv, env = build(engine, args, {"PGHOSTADDR": "10.9.9.9", "HOME": "/home/x"}, tmp_path)
     assert argv[-len(args) :] == args
     assert "token-value" not in " ".join(argv)
     assert env["HOME"] == "/home/x"
@@ -405,9 +530,11 @@ def test_psql_conninfo_quotes_values(tmp_path: Path) -> None:
     cfg = Config.from_url(
         f"postgresql://iam_user@{certs.PG_INSTANCE}/my%20db", auth="iam", ca_bundle=str(bundle)
     )
-    argv, env = shell.psql_command(cfg, CRED, [], {})
+    passfile = str(tmp_path / "pgpass")
+    argv, env = shell.psql_command(cfg, CRED, [], {}, passfile)
     quoted = str(bundle).replace("'", "\\'")
-    assert f"sslrootcert='{quoted}'" in argv[1]
-    assert "dbname='my db'" in argv[1]
-    assert env["PGPASSWORD"] == "token-value"
-    assert SECRET_ACCESS_KEY not in argv[1]
+    assert f"sslrootcert='{quoted}'" in argv[2]
+    assert "dbname='my db'" in argv[2]
+    assert (env["PGPASSFILE"], env["PGSSLROOTCERT"]) == (passfile, str(bundle))
+    assert "PGPASSWORD" not in env
+    assert SECRET_ACCESS_KEY not in argv[2]
