@@ -180,9 +180,11 @@ def _postgres_config(connector: Connector, pool_options: dict[str, Any]) -> Conf
     cfg = connector.config
     if cfg.engine != "postgresql":
         raise ConfigError("pool() is for PostgreSQL (psycopg_pool); use engine() for MySQL")
+    # Early, in the caller's thread: the pool's workers would only log a refusal.
+    postgres.check_environment()
     kwargs = pool_options.get("kwargs")
     if isinstance(kwargs, Mapping):
-        postgres.check_args(kwargs, cfg.is_local)  # early; every connection checks them again
+        postgres.check_args(kwargs, cfg.is_local)  # every connection checks them again
     return cfg
 
 

@@ -5,6 +5,13 @@ would send a credential: a PostgreSQL server that declines TLS or presents a
 certificate for other names, and a MySQL server that offers no TLS and asks for a
 cleartext password. The TLS relays present a certificate chain of the test's choosing
 to the client and pass everything on, over TLS again, to one of the bed's servers.
+
+The catchers go all the way to the credential: a PostgreSQL server that takes a
+plaintext startup and asks for the password in clear, and a MySQL server that asks for
+``sha256_password`` and reads the password (over TLS, as it is; without TLS, encrypted
+to a key of its own, which it decrypts). They listen on any loopback address, so that
+a second destination (``127.0.0.2``) can stand for another machine; `resolving` makes a
+name resolve to it.
 """
 
 from __future__ import annotations
@@ -15,19 +22,34 @@ import socket
 import ssl
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
+from typing import Any
 
 Handler = Callable[[socket.socket, "FakeServer"], None]
 
 
 class FakeServer:
-    def __init__(self, handler: Handler) -> None:
+    """Serves `handler` to each client in turn on `host`:`port` (a free port by default).
+
+    `received` is every byte clients sent (after TLS, for a handler that terminates it);
+    `revealed` is what the handler could read from it (a password it decrypted);
+    `accepted` counts connections.
+    """
+
+    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0) -> None:
         self.handler = handler
         self.received = bytearray()
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.revealed = bytearray()
+        self.accepted = 0
+        self._listener = socket.create_server((host, port))
+        self.host = host
         self.port = self._listener.getsockname()[1]
         self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def heard(self) -> bytes:
+        """Everything a client let this server read: what it sent, and what that revealed."""
+        return bytes(self.received) + bytes(self.revealed)
 
     def _serve(self) -> None:
         while True:
@@ -35,6 +57,7 @@ class FakeServer:
                 conn, _ = self._listener.accept()
             except OSError:
                 return
+            self.accepted += 1
             with conn:
                 conn.settimeout(5)
                 with contextlib.suppress(OSError, ssl.SSLError):
@@ -232,3 +255,98 @@ def _relay(a: ssl.SSLSocket, b: ssl.SSLSocket) -> None:
                 out.setblocking(True)
                 out.sendall(data)
                 out.setblocking(False)
+
+
+# --- catchers: servers that get as far as the credential -----------------------------
+
+PG_SSL_REQUEST_CODE, PG_GSSENC_REQUEST_CODE = 80877103, 80877104
+PG_AUTH_CLEARTEXT = b"R" + struct.pack("!ii", 8, 3)  # AuthenticationCleartextPassword
+
+
+def pg_error(sqlstate: bytes, message: bytes) -> bytes:
+    """A PostgreSQL ErrorResponse (FATAL)."""
+    fields = b"SFATAL\0VFATAL\0C" + sqlstate + b"\0M" + message + b"\0\0"
+    return b"E" + struct.pack("!i", 4 + len(fields)) + fields
+
+
+def pg_cleartext_password(sock: socket.socket, server: FakeServer) -> None:
+    """A PostgreSQL server without TLS that asks for the password in clear.
+
+    It declines TLS and GSS encryption ('N'), takes the startup message, sends
+    AuthenticationCleartextPassword, records the password message and refuses the login.
+    """
+    while True:
+        length = int.from_bytes(_read_exactly(sock, server, 4), "big")
+        body = _read_exactly(sock, server, length - 4)
+        if int.from_bytes(body[:4], "big") not in (PG_SSL_REQUEST_CODE, PG_GSSENC_REQUEST_CODE):
+            break  # the startup message
+        sock.sendall(b"N")
+    sock.sendall(PG_AUTH_CLEARTEXT)
+    _read_exactly(sock, server, 1)  # 'p'
+    length = int.from_bytes(_read_exactly(sock, server, 4), "big")
+    _read_exactly(sock, server, length - 4)  # the password, as it is
+    sock.sendall(pg_error(b"28P01", b"password authentication failed"))
+    server.drain(sock)
+
+
+MYSQL_SALT = b"12345678" + b"123456789012"  # what `mysql_greeting` offers
+
+
+def mysql_password_catcher(context: ssl.SSLContext | None = None) -> Handler:
+    """A MySQL server that asks for ``sha256_password`` and reads the password it is sent.
+
+    With `context` it offers TLS and terminates it: the client then sends the password as
+    it is. Without, it sends a public key of its own when asked, and decrypts the
+    password the client encrypts to it into `revealed`. Either way it refuses the login.
+    """
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    sha1 = hashes.SHA1()  # noqa: S303  (what sha256_password's RSA padding uses)
+    oaep = padding.OAEP(mgf=padding.MGF1(sha1), algorithm=sha1, label=None)
+
+    def login(conn: socket.socket | ssl.SSLSocket, server: FakeServer, sequence: int) -> None:
+        mysql_read_packet(conn, server)  # over TLS: the password itself; else a key request
+        if context is None:
+            conn.sendall(mysql_packet(b"\x01" + public, sequence))
+            encrypted = mysql_read_packet(conn, server)
+            server.revealed += _xor(key.decrypt(encrypted, oaep), MYSQL_SALT)
+            sequence += 2
+        conn.sendall(mysql_packet(ACCESS_DENIED, sequence))
+        server.drain(conn)
+
+    def handler(sock: socket.socket, server: FakeServer) -> None:
+        caps = MYSQL_PROTOCOL_41 | MYSQL_SECURE | MYSQL_PLUGIN_AUTH
+        sock.sendall(mysql_greeting(b"sha256_password", caps | (MYSQL_SSL if context else 0)))
+        if context is None:
+            login(sock, server, 2)
+            return
+        mysql_read_packet(sock, server)  # the client's TLS request
+        with context.wrap_socket(sock, server_side=True) as tls:
+            login(tls, server, 3)
+
+    return handler
+
+
+def _xor(data: bytes, salt: bytes) -> bytes:
+    return bytes(b ^ salt[i % len(salt)] for i, b in enumerate(data))
+
+
+def resolving(names: Mapping[str, str]) -> Callable[..., Any]:
+    """`socket.getaddrinfo`, except that `names` resolve to the given addresses.
+
+    A test's DNS: monkeypatch it over ``socket.getaddrinfo`` so that a remote name (an
+    endpoint, a bastion) leads to a fake server on loopback.
+    """
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str) and host.lower() in names:
+            host = names[host.lower()]
+        return real(host, port, *args, **kwargs)
+
+    return getaddrinfo

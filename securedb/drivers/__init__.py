@@ -65,7 +65,7 @@ def check_owned(
         if name in tables.endpoint:
             raise ConfigError(f"driver argument {name!r} is securedb's: {tables.endpoint[name]}")
         if name in tables.tls:
-            if value in tables.tls[name] or local:
+            if local or _among(value, tables.tls[name]):
                 continue
             raise ConfigError(
                 f"driver argument {name}={value!r} would weaken TLS: securedb always verifies "
@@ -78,6 +78,12 @@ def check_owned(
                 "arguments it knows cannot move the connection or weaken its TLS: "
                 f"{', '.join(sorted(tables.harmless | tables.tls.keys()))}"
             )
+
+
+def _among(value: Any, harmless: tuple[Any, ...]) -> bool:
+    """`value` is one of `harmless`, of the same type: ``True == 1`` in Python, but psycopg
+    writes ``sslsni=True`` and libpq reads only a leading ``1`` as on."""
+    return any(type(value) is type(h) and value == h for h in harmless)
 
 
 @dataclasses.dataclass(frozen=True)

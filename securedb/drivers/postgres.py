@@ -16,7 +16,14 @@ from securedb.errors import ConfigError
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["check_args", "classify", "connect", "connect_async", "connect_kwargs"]
+__all__ = [
+    "check_args",
+    "check_environment",
+    "classify",
+    "connect",
+    "connect_async",
+    "connect_kwargs",
+]
 
 _CREDENTIAL = "use auth='iam', secret_id=, or a password in the URL with auth='password'"
 _CARRIER = "it can carry other parameters (host, hostaddr, sslmode) past securedb's checks"
@@ -143,6 +150,16 @@ def check_args(args: Mapping[str, Any], local: bool) -> None:
     check_owned(args, local, TABLES)
 
 
+def check_environment() -> None:
+    """Refuse what libpq would read from the environment and securedb cannot override."""
+    for name in REFUSED_ENVIRONMENT:
+        if name in os.environ:
+            raise ConfigError(
+                f"{name} is set in the environment: libpq would take the server from a "
+                f"service file instead of the URL; unset {name} for this process"
+            )
+
+
 def connect_kwargs(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> dict[str, Any]:
     """The one merge point of psycopg's arguments: securedb's own keys are applied last.
 
@@ -154,12 +171,7 @@ def connect_kwargs(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> di
     """
     caller = {**cfg.connect_args, **args}
     check_args(caller, cfg.is_local)
-    for name in REFUSED_ENVIRONMENT:
-        if name in os.environ:
-            raise ConfigError(
-                f"{name} is set in the environment: libpq would take the server from a "
-                f"service file instead of the URL; unset {name} for this process"
-            )
+    check_environment()
     owned = {
         "host": cfg.host,
         "hostaddr": "",  # else libpq takes PGHOSTADDR from the environment
@@ -169,8 +181,9 @@ def connect_kwargs(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> di
         "password": cred.password,
         **tls.libpq_params(cfg),
     }
-    if cfg.is_local:
-        owned.update((k, v) for k, v in caller.items() if k in TABLES.tls)
+    # Checked above: off this machine, only values that keep verify-full (or tighten it,
+    # as TLSv1.3 does) are left to win.
+    owned.update((k, v) for k, v in caller.items() if k in TABLES.tls)
     return {
         "connect_timeout": max(1, math.ceil(cfg.connect_timeout)),
         **DEAD_PEER_DEFAULTS,

@@ -369,3 +369,17 @@ def test_postgres_refuses_keys_that_carry_other_keys(name: str) -> None:
     local = Config.from_url("postgresql://app:pw@localhost:5433/app")
     with pytest.raises(errors.ConfigError, match=f"'{name}' is securedb's"):
         postgres.connect_kwargs(local, CRED, {name: "hostaddr=203.0.113.5 sslmode=disable"})
+
+
+def test_a_harmless_value_must_be_of_the_same_type() -> None:
+    """``True == 1``, but psycopg writes ``sslsni=True`` and libpq turns SNI off for it."""
+    for value in (1, "1"):
+        assert postgres.connect_kwargs(pg(), CRED, {"sslsni": value})["sslsni"] == value
+    with pytest.raises(errors.ConfigError, match="sslsni=True would weaken TLS"):
+        postgres.connect_kwargs(pg(), CRED, {"sslsni": True})
+
+
+def test_a_caller_may_tighten_tls_off_this_machine() -> None:
+    kwargs = postgres.connect_kwargs(pg(), CRED, {"ssl_min_protocol_version": "TLSv1.3"})
+    assert kwargs["ssl_min_protocol_version"] == "TLSv1.3"
+    assert kwargs["sslmode"] == "verify-full"

@@ -103,6 +103,7 @@ class DatabaseWrapper(base.DatabaseWrapper):  # type: ignore[misc]
         try:
             cfg = connector.config
             postgres.check_args(args, cfg.is_local)  # now: the pool's workers would only log it
+            postgres.check_environment()
             enable_checks = self.settings_dict["CONN_HEALTH_CHECKS"]
             return pool_class(
                 connector,
