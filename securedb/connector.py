@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import importlib
-import logging
 import os
 import sys
 import threading
@@ -25,7 +24,7 @@ import weakref
 from collections.abc import Hashable, Mapping
 from typing import Any
 
-from securedb import drivers, tls
+from securedb import _log, drivers, tls
 from securedb.config import Config, is_loopback, split_options
 from securedb.credentials import RefreshAheadCache, cache_for, identity
 from securedb.credentials.base import Credential
@@ -34,7 +33,7 @@ from securedb.errors import AuthenticationError, ConfigError, SecureDBError, TLS
 
 __all__ = ["Connector", "async_connect", "connect"]
 
-logger = logging.getLogger("securedb.connect")
+logger = _log.get("connect")
 
 
 class _Registry:

@@ -17,19 +17,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from securedb import drivers
+from securedb import _log, drivers
 from securedb.drivers import Failure
 from securedb.errors import FailoverError, TransactionOutcomeUnknown
 
 __all__ = ["RetryDetails", "backoff", "failure_of", "run_transaction", "run_transaction_async"]
 
-logger = logging.getLogger("securedb.failover")
+logger = _log.get("failover")
 
 T = TypeVar("T")
 RETRIED = frozenset({Failure.FAILOVER, Failure.READ_ONLY})

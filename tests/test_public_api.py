@@ -108,3 +108,40 @@ def test_typed_package() -> None:
     from importlib.resources import files
 
     assert files("securedb").joinpath("py.typed").is_file()
+
+
+@pytest.mark.parametrize("command", [["-m", "securedb"], ["-m", "securedb.cli"]])
+def test_the_command_tells_its_version(command: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, *command, "--version"], capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0,
+        f"securedb {securedb.__version__}\n",
+        "",
+    )
+
+
+LOG_A_RETRY_WARNING = """
+import logging, sys
+from securedb.credentials import cache
+if sys.argv[1] == "configured":
+    logging.basicConfig(stream=sys.stdout, format="%(name)s %(message)s")
+cache.logger.warning("refreshing x failed")
+"""
+
+
+def test_records_go_to_the_application_not_to_stderr() -> None:
+    """A library leaves the choice to the application: nothing on stderr by Python's
+    last-resort handler, and every record to the handlers the application configures."""
+    for how, out in (
+        ("unconfigured", ""),
+        ("configured", "securedb.credentials refreshing x failed\n"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", LOG_A_RETRY_WARNING, how],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert (done.stdout, done.stderr) == (out, "")

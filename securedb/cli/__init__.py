@@ -10,9 +10,9 @@ the token.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from securedb import __version__, _log  # noqa: F401  (the library's records go to the application, not stderr)
 from securedb.errors import ConfigError, SecureDBError
 
 __all__ = ["main"]
@@ -32,7 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     if client_args and not getattr(args, "takes_client_args", False):
         parser.error("arguments after -- are only for `securedb shell`")
     args.client_args = client_args
-    _quiet_library_logs()
     try:
         return int(args.run(args))
     except ConfigError as exc:
@@ -61,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Connection options mirror securedb's Config; SECUREDB_* variables work too. "
         "Exit status: 0 ok, 1 failure, 2 usage or configuration error.",
     )
+    parser.add_argument("--version", action="version", version=f"securedb {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (check, token, shell, audit, ca):
         module.register(commands)
@@ -70,11 +70,3 @@ def _parser() -> argparse.ArgumentParser:
 def _fail(exc: BaseException) -> None:
     message = " ".join(str(exc).split())  # one line, whatever the error held
     print(f"securedb: {message}", file=sys.stderr)
-
-
-def _quiet_library_logs() -> None:
-    """The command reports failures itself; without this, Python's last-resort handler
-    would also print the credential cache's retry warnings."""
-    library = logging.getLogger("securedb")
-    if not library.handlers:
-        library.addHandler(logging.NullHandler())

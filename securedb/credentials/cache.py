@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import random
 import threading
@@ -29,12 +28,13 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 
+from securedb import _log
 from securedb.credentials.base import Credential, Source
 from securedb.errors import CredentialsError, SecureDBError
 
 __all__ = ["RefreshAheadCache"]
 
-logger = logging.getLogger("securedb.credentials")
+logger = _log.get("credentials")
 
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 30.0

@@ -11,18 +11,18 @@ the database name is each connection's own.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from securedb import _log
 from securedb.config import Config
 from securedb.connector import Connector
 from securedb.errors import ConfigError
 
 __all__ = ["Endpoint", "config_from_settings", "driver_args", "securedb_options"]
 
-logger = logging.getLogger("securedb.django")
+logger = _log.get("django")
 
 # Django copies these settings into its connection parameters; securedb takes them from
 # the Config instead. The same key written in OPTIONS goes on, for the merge point to refuse.
