@@ -1,5 +1,5 @@
 # The two commands of the README, and the checks CI runs.
-.PHONY: setup demo test test-clock lint bed bench django-suite mutate
+.PHONY: setup demo test test-clock lint docs bed bench django-suite mutate
 
 VENV_PY := .venv/bin/python
 
@@ -21,6 +21,10 @@ lint: setup
 	$(VENV_PY) -m ruff check .
 	$(VENV_PY) -m ruff format --check .
 	$(VENV_PY) -m mypy
+
+# The documentation site, in strict mode: a broken link or reference fails (into .cache/site).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV_PY) -m mkdocs build --strict --quiet
 
 bed: setup
 	$(VENV_PY) -m bed --hold

@@ -42,7 +42,7 @@ def markdown(results: dict[str, Any], images: dict[str, str]) -> str:
         f"{results['date']}, in {results['duration_seconds']:.0f} s, against the local "
         "bed (real PostgreSQL, MariaDB, PgBouncer and moto servers on this machine). "
         "How to run it and what each case measures: "
-        "[benchmarks/README.md](../../benchmarks/README.md).",
+        "`benchmarks/README.md` in the repository.",
         "",
         f"Machine: {machine['platform']}, {machine['cpu_count']} CPUs "
         f"({machine['cpu']}), Python {machine['python']}.",

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from securedb.errors import ConfigError
 
@@ -160,6 +160,7 @@ class Config:
             fields, extra_args = _parse_url(url)
             options = {**fields.pop("options"), **options}
             if extra_args:
+                _check_query_names(extra_args, fields["engine"])
                 given = options.get("connect_args") or {}
                 if not isinstance(given, Mapping):
                     raise ConfigError("connect_args must be a dict of driver keyword arguments")
@@ -176,10 +177,19 @@ class Config:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Config:
-        """Read ``SECUREDB_URL`` and the other ``SECUREDB_*`` variables; `options` win."""
+        """Read ``SECUREDB_URL`` and the other ``SECUREDB_*`` variables; `options` win.
+
+        An empty variable counts as unset.
+
+        Raises:
+            ConfigError: a value is invalid, or neither ``SECUREDB_URL`` nor
+                ``SECUREDB_SECRET_ID`` names a database; the message names the variable.
+        """
         env = os.environ if environ is None else environ
-        from_env = {opt: env[var] for var, opt in ENV_VARS.items() if env.get(var)}
-        return cls.from_url(env.get("SECUREDB_URL") or None, **{**from_env, **options})
+        url = env.get("SECUREDB_URL") or None
+        values = {**{opt: env[var] for var, opt in ENV_VARS.items() if env.get(var)}, **options}
+        _check_env_names_a_database(url, values)
+        return cls.from_url(url, **values)
 
     @property
     def is_proxy(self) -> bool:
@@ -239,6 +249,28 @@ OPTIONS = {f.name for f in dataclasses.fields(Config)} - {
 }
 
 
+def _check_env_names_a_database(url: str | None, values: Mapping[str, Any]) -> None:
+    """Say which variable to set when neither a URL nor a secret names a database."""
+    auth, secret_id = values.get("auth"), values.get("secret_id")
+    if url is not None or secret_id is not None:
+        return
+    if auth == "secret":
+        raise ConfigError(
+            "auth='secret' but SECUREDB_SECRET_ID is not set: set it to the name or ARN of "
+            "the Secrets Manager secret"
+        )
+    if auth in ("iam", "password"):
+        raise ConfigError(
+            f"no database URL: SECUREDB_URL is not set and auth={auth!r} needs one; set "
+            "SECUREDB_URL to 'postgresql://user@host:5432/db' or 'mysql://user@host:3306/db'"
+        )
+    raise ConfigError(
+        "no database in the environment: SECUREDB_URL and SECUREDB_SECRET_ID are not set; "
+        "set SECUREDB_URL to 'postgresql://user@host:5432/db' (with SECUREDB_AUTH=iam for "
+        "IAM tokens), or SECUREDB_SECRET_ID to the name or ARN of an RDS-managed secret"
+    )
+
+
 def _parse_url(url: str) -> tuple[dict[str, Any], dict[str, str]]:
     if not isinstance(url, str):
         raise ConfigError(
@@ -246,9 +278,9 @@ def _parse_url(url: str) -> tuple[dict[str, Any], dict[str, str]]:
         )
     try:
         parts = urlsplit(url)
-        port = parts.port
     except ValueError:
-        raise ConfigError("bad URL: its host or port does not parse") from None
+        raise ConfigError("bad URL: its host does not parse") from None
+    port = _url_port(parts, url)
     engine = SCHEMES.get(parts.scheme.lower())
     if engine is None:
         raise ConfigError(
@@ -267,6 +299,39 @@ def _parse_url(url: str) -> tuple[dict[str, Any], dict[str, str]]:
         "options": options,
     }
     return fields, extra
+
+
+def _url_port(parts: SplitResult, url: str) -> int | None:
+    """The URL's port; a ConfigError quoting it when it is not a number from 1 to 65535.
+
+    The text is quoted only when the netloc holds the URL's '@': without it, a '/', '?'
+    or '#' in a password may have cut the netloc short, and the "port" be the password.
+    """
+    try:
+        return parts.port
+    except ValueError:
+        pass
+    if "@" not in parts.netloc and "@" in url:
+        raise ConfigError(
+            "bad URL: its host or port does not parse; a '/', '?' or '#' in the user name "
+            "or password must be written %2F, %3F, %23"
+        )
+    hostinfo = parts.netloc.rpartition("@")[2]  # found as urlsplit finds it
+    _, bracket, rest = hostinfo.partition("[")
+    text = (rest.partition("]")[2] if bracket else hostinfo).partition(":")[2]
+    raise ConfigError(f"bad port {text!r} in the URL: expected a number from 1 to 65535")
+
+
+def _check_query_names(extra: Mapping[str, str], engine: str) -> None:
+    """Refuse a query name the driver does not take before anything else is judged, so a
+    misspelt option (``?auht=iam``) is named, not the setting it failed to make.
+
+    Only names are judged here (``local=True``): TLS values are judged with the rest of
+    the Config, once the host and the tunnel are known.
+    """
+    from securedb import drivers
+
+    drivers.load(engine).check_args(extra, local=True)
 
 
 def _infer_auth(v: Mapping[str, Any]) -> Any:
@@ -311,6 +376,8 @@ def _validated(cfg: Config) -> dict[str, Any]:
         raise ConfigError(
             f"bad value for region: {v['region']!r}; expected a name like 'eu-west-2'"
         )
+    if v["auth"] == "iam":
+        _check_signing_region(v["region"], v["host"])
     v["iam_token_ttl"] = _integer(v["iam_token_ttl"], "iam_token_ttl", 1, MAX_IAM_TOKEN_TTL)
     v["secret_ttl"] = _number(v["secret_ttl"], "secret_ttl", 1, MAX_SECRET_TTL)
     v["connect_timeout"] = _number(v["connect_timeout"], "connect_timeout", 0.1, MAX_TIMEOUT)
@@ -340,6 +407,17 @@ def _check_auth(v: Mapping[str, Any]) -> None:
         )
     if auth != "secret" and v["secret_id"]:
         raise ConfigError(f"secret_id= given with auth={auth!r}; drop one of them")
+
+
+def _check_signing_region(region: str | None, host: str | None) -> None:
+    """An IAM token is valid only for the endpoint's own region: refuse another one."""
+    named = region_from_host(host)
+    if region is not None and named is not None and region != named:
+        raise ConfigError(
+            f"region={region!r} disagrees with the endpoint {host}, which is in {named!r}: "
+            f"the IAM token would be signed for {region} and refused; drop region= (the "
+            f"endpoint's region is used) or set region={named!r}"
+        )
 
 
 def _choice(value: Any, name: str, allowed: tuple[str, ...]) -> Any:

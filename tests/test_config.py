@@ -57,8 +57,8 @@ def test_password_is_masked_and_unquoted() -> None:
 
 
 def test_url_query_options_and_driver_args() -> None:
-    cfg = Config.from_url(f"postgresql://u@{RDS}/db?auth=iam&region=eu-west-1&application_name=web")
-    assert cfg.region == "eu-west-1"
+    cfg = Config.from_url(f"postgresql://u@{RDS}/db?auth=iam&region=eu-west-2&application_name=web")
+    assert cfg.region == "eu-west-2"
     assert cfg.connect_args == {"application_name": "web"}
 
 
@@ -449,7 +449,7 @@ BAD: list[tuple[str, Any, str]] = [
         "bad value for auth",
     ),
     ("env: bad url", _env(SECUREDB_URL="oracle://u@h/db", SECUREDB_AUTH="iam"), "scheme"),
-    ("env: nothing", _env(), "say how to authenticate"),
+    ("env: nothing", _env(), "SECUREDB_URL and SECUREDB_SECRET_ID are not set"),
     (
         "env: bad tunnel",
         _env(SECUREDB_URL="postgresql://u@h/db", SECUREDB_AUTH="iam", SECUREDB_TUNNEL="nowhere"),
@@ -599,3 +599,160 @@ def test_bad_input(case: str, make: Any, match: str) -> None:
     with pytest.raises(errors.ConfigError, match=match) as caught:
         make()
     assert "hunter2" not in str(caught.value)
+
+
+WRONG_REGION = (
+    "region='us-east-1' disagrees with the endpoint mydb.abc.eu-west-2.rds.amazonaws.com, "
+    "which is in 'eu-west-2': the IAM token would be signed for us-east-1 and refused; drop "
+    "region= (the endpoint's region is used) or set region='eu-west-2'"
+)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Config.from_url(
+            "postgresql://u@mydb.abc.eu-west-2.rds.amazonaws.com/db", region="us-east-1", auth="iam"
+        ),
+        lambda: Config.from_url(
+            "postgresql://u@mydb.abc.eu-west-2.rds.amazonaws.com/db?auth=iam&region=us-east-1"
+        ),
+        _env(
+            SECUREDB_URL="mysql://u@mydb.abc.eu-west-2.rds.amazonaws.com/db",
+            SECUREDB_AUTH="iam",
+            SECUREDB_REGION="us-east-1",
+        ),
+    ],
+    ids=["keyword", "query", "environment"],
+)
+def test_iam_region_must_be_the_endpoints(make: Any) -> None:
+    with pytest.raises(errors.ConfigError) as caught:
+        make()
+    assert str(caught.value) == WRONG_REGION
+
+
+def test_a_region_the_endpoint_does_not_contradict_is_kept() -> None:
+    same = Config.from_url(f"postgresql://u@{RDS}/db", auth="iam", region="eu-west-2")
+    assert same.region == "eu-west-2"
+    other = Config.from_url("postgresql://u@db.example.com/db", auth="iam", region="us-east-1")
+    assert other.region == "us-east-1"
+    # No IAM token is signed for a secret: its region= says where the secret lives.
+    secret = Config.from_url(f"postgresql://u@{RDS}/db", secret_id="s", region="us-east-1")
+    assert secret.region == "us-east-1"
+
+
+@pytest.mark.parametrize(
+    ("url", "start"),
+    [
+        (
+            f"postgresql://u@{RDS}/db?auht=iam",
+            "unknown psycopg/libpq argument 'auht' (did you mean 'auth'?): securedb passes on",
+        ),
+        (
+            f"postgresql://u@{RDS}/db?auth=iam&sslmdoe=require",
+            "unknown psycopg/libpq argument 'sslmdoe' (did you mean 'sslmode'?): securedb",
+        ),
+        (
+            f"mysql://u@{RDS}/db?auth=iam&read_timeot=5",
+            "unknown PyMySQL argument 'read_timeot' (did you mean 'read_timeout'?): securedb",
+        ),
+        (
+            f"postgresql://u@{RDS}/db?auth=iam&Application_Name=web",
+            "unknown psycopg/libpq argument 'Application_Name' (did you mean "
+            "'application_name'?): securedb",
+        ),
+        (
+            f"postgresql://u@{RDS}/db?auth=iam&colour=red",
+            "unknown psycopg/libpq argument 'colour': securedb passes on",
+        ),
+    ],
+    ids=["securedb option, no auth yet", "libpq", "PyMySQL", "letter case", "nothing close"],
+)
+def test_a_misspelt_query_name_gets_the_closest_name(url: str, start: str) -> None:
+    with pytest.raises(errors.ConfigError) as caught:
+        Config.from_url(url)
+    assert str(caught.value).startswith(start)
+
+
+def test_a_securedb_option_among_driver_arguments_is_named() -> None:
+    with pytest.raises(errors.ConfigError) as caught:
+        Config.from_url(f"postgresql://u@{RDS}/db", auth="iam", connect_args={"region": "x"})
+    assert str(caught.value).startswith(
+        "unknown psycopg/libpq argument 'region' ('region' is securedb's own option, not a "
+        "driver argument): securedb passes on"
+    )
+
+
+def test_the_drivers_real_parameters_still_pass_in_the_query() -> None:
+    pg = Config.from_url(f"postgresql://u@{RDS}/db?auth=iam&sslmode=verify-full&keepalives=1")
+    assert pg.connect_args == {"sslmode": "verify-full", "keepalives": "1"}
+    my = Config.from_url(f"mysql://u@{RDS}/db?auth=iam&read_timeout=5&charset=utf8mb4")
+    assert my.connect_args == {"read_timeout": "5", "charset": "utf8mb4"}
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://u@h:abc/db", "bad port 'abc' in the URL: expected a number from 1 to 65535"),
+        ("mysql://u@h:70000/db", "bad port '70000' in the URL: expected a number from 1 to 65535"),
+        ("postgresql://u@h:-1/db", "bad port '-1' in the URL: expected a number from 1 to 65535"),
+        ("postgresql://u@[::1]:x/db", "bad port 'x' in the URL: expected a number from 1 to 65535"),
+        (
+            "postgresql://u:pw@h:5432:1/db",
+            "bad port '5432:1' in the URL: expected a number from 1 to 65535",
+        ),
+        # A '/' in the password ends the netloc early: its start would read as the port.
+        (
+            "postgresql://u:hunter2/x@h/db",
+            "bad URL: its host or port does not parse; a '/', '?' or '#' in the user name or "
+            "password must be written %2F, %3F, %23",
+        ),
+        ("postgresql://u@[::1/db", "bad URL: its host does not parse"),
+    ],
+    ids=["letters", "too big", "negative", "ipv6 host", "two colons", "cut password", "bracket"],
+)
+def test_bad_ports_have_their_own_message(url: str, message: str) -> None:
+    with pytest.raises(errors.ConfigError) as caught:
+        Config.from_url(url, auth="iam")
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {},
+            "no database in the environment: SECUREDB_URL and SECUREDB_SECRET_ID are not set; "
+            "set SECUREDB_URL to 'postgresql://user@host:5432/db' (with SECUREDB_AUTH=iam for "
+            "IAM tokens), or SECUREDB_SECRET_ID to the name or ARN of an RDS-managed secret",
+        ),
+        (
+            {"SECUREDB_URL": "", "SECUREDB_REGION": "eu-west-2"},
+            "no database in the environment: SECUREDB_URL and SECUREDB_SECRET_ID are not set; "
+            "set SECUREDB_URL to 'postgresql://user@host:5432/db' (with SECUREDB_AUTH=iam for "
+            "IAM tokens), or SECUREDB_SECRET_ID to the name or ARN of an RDS-managed secret",
+        ),
+        (
+            {"SECUREDB_AUTH": "iam"},
+            "no database URL: SECUREDB_URL is not set and auth='iam' needs one; set "
+            "SECUREDB_URL to 'postgresql://user@host:5432/db' or 'mysql://user@host:3306/db'",
+        ),
+        (
+            {"SECUREDB_AUTH": "secret"},
+            "auth='secret' but SECUREDB_SECRET_ID is not set: set it to the name or ARN of the "
+            "Secrets Manager secret",
+        ),
+    ],
+    ids=["nothing", "empty url", "iam", "secret"],
+)
+def test_from_env_names_the_variable_to_set(env: dict[str, str], message: str) -> None:
+    with pytest.raises(errors.ConfigError) as caught:
+        Config.from_env(env)
+    assert str(caught.value) == message
+
+
+def test_from_env_with_a_url_or_a_secret_alone_still_works() -> None:
+    assert Config.from_env({"SECUREDB_SECRET_ID": "rds/app"}).auth == "secret"
+    assert Config.from_env({}, secret_id="rds/app").auth == "secret"
+    cfg = Config.from_env({"SECUREDB_URL": "postgresql://u:pw@localhost/db"})
+    assert cfg.auth == "password"

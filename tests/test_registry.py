@@ -115,11 +115,15 @@ def test_identities_differ_by_credential_not_by_connection() -> None:
         Config.from_url(f"postgresql://admin@{rds}/app", auth="iam"),
         Config.from_url(f"postgresql://app@{rds}:5433/app", auth="iam"),
         Config.from_url(f"postgresql://app@{rds}/app", auth="iam", iam_token_ttl=600),
-        Config.from_url(f"postgresql://app@{rds}/app", auth="iam", region="eu-west-1"),
         Config.from_url(f"postgresql://app@{rds}/app", auth="iam", refresh="lazy"),
     ]
     assert all(identity(c) == identity(base) for c in same)
     assert all(identity(c) != identity(base) for c in different)
+    # A host that names no region: region= is part of the identity.
+    plain = "postgresql://app@db.example.com/app"
+    assert identity(Config.from_url(plain, auth="iam", region="eu-west-1")) != identity(
+        Config.from_url(plain, auth="iam", region="eu-west-2")
+    )
     one = Config.from_url("postgresql://app:one@localhost/app")
     assert identity(one) != identity(Config.from_url("postgresql://app:two@localhost/app"))
 

@@ -11,12 +11,13 @@ Error-code and argument tables live only in the adapters.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import importlib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from securedb.config import Config
+from securedb.config import OPTIONS, Config
 from securedb.credentials.base import Credential
 from securedb.errors import ConfigError
 
@@ -74,10 +75,20 @@ def check_owned(
             )
         if name not in tables.harmless:
             raise ConfigError(
-                f"unknown {tables.driver} argument {name!r}: securedb passes on only the "
-                "arguments it knows cannot move the connection or weaken its TLS: "
-                f"{', '.join(sorted(tables.harmless | tables.tls.keys()))}"
+                f"unknown {tables.driver} argument {name!r}{_hint(name, tables)}: securedb "
+                "passes on only the arguments it knows cannot move the connection or weaken "
+                f"its TLS: {', '.join(sorted(tables.harmless | tables.tls.keys()))}"
             )
+
+
+def _hint(name: str, tables: ArgTables) -> str:
+    """For a misspelt name, the closest of securedb's options and the driver's names that
+    pass: a URL's query hands the driver every name that is not securedb's."""
+    if name in OPTIONS:
+        return f" ({name!r} is securedb's own option, not a driver argument)"
+    known = [*OPTIONS, *tables.harmless, *tables.tls]
+    close = difflib.get_close_matches(name.lower(), known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _among(value: Any, harmless: tuple[Any, ...]) -> bool:

@@ -46,7 +46,7 @@ RDS = "mydb.abc123.eu-west-2.rds.amazonaws.com"
         ),
         (
             lambda: Config.from_url("postgresql://u@h:99999/db", auth="iam"),
-            "bad URL: its host or port does not parse",
+            "bad port '99999' in the URL: expected a number from 1 to 65535",
         ),
         (
             lambda: Config.from_url("oracle://u@h/db", auth="iam"),

@@ -18,11 +18,19 @@ def iam(**options: object) -> Config:
     return Config.from_url(f"postgresql://app@{RDS}/app", auth="iam", refresh="lazy", **options)
 
 
+PLAIN = "db.example.com"
+
+
+def plain(**options: object) -> Config:
+    return Config.from_url(f"postgresql://app@{PLAIN}/app", auth="iam", refresh="lazy", **options)
+
+
 def test_iam_identity() -> None:
     assert identity(iam()) == ("iam", RDS.lower(), 5432, "app", "eu-west-2", 900, "lazy")
-    assert identity(iam(region="us-east-1", iam_token_ttl=300)) == (
+    # A host that names no region takes region= (one that names another is refused).
+    assert identity(plain(region="us-east-1", iam_token_ttl=300)) == (
         "iam",
-        RDS.lower(),
+        PLAIN,
         5432,
         "app",
         "us-east-1",
@@ -58,10 +66,10 @@ def test_password_identity() -> None:
 
 
 def test_cache_for_iam() -> None:
-    cache = cache_for(iam(region="us-east-1", iam_token_ttl=300))
+    cache = cache_for(plain(region="us-east-1", iam_token_ttl=300))
     source = cache.source
     assert isinstance(source, IamTokenSource)
-    assert (source.host, source.port, source.user, source.ttl) == (RDS.lower(), 5432, "app", 300)
+    assert (source.host, source.port, source.user, source.ttl) == (PLAIN, 5432, "app", 300)
     assert source._region == "us-east-1"
     assert cache_for(iam()).source._region == "eu-west-2"  # type: ignore[attr-defined]
     assert cache.background is False
