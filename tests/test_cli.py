@@ -28,6 +28,7 @@ from securedb.credentials.base import Credential
 from securedb.errors import ConfigError
 
 PG_REAL = f"postgresql://{postgres.IAM_USER}@{certs.PG_INSTANCE}:5432/app"
+MY_REAL = f"mysql://{mariadb.IAM_USER}@{certs.MYSQL_INSTANCE}:3306/app"
 
 
 def securedb(
@@ -163,9 +164,9 @@ def test_token_without_aws_credentials_fails_on_stderr_only(tmp_path: Path) -> N
     ("args", "message"),
     [
         (["--auth", "secret", "--secret-id", "prod/app"], "prints IAM auth tokens"),
-        (["--iam-token-ttl", "5000"], "iam_token_ttl"),
-        (["--tunnel", "nowhere"], "bad value for tunnel"),
-        (["--region", "Mars"], "bad value for region"),
+        (["--iam-token-ttl", "5000"], "bad value for --iam-token-ttl: '5000'"),
+        (["--tunnel", "nowhere"], "bad value for --tunnel: 'nowhere'"),
+        (["--region", "Mars"], "bad value for --region: 'Mars'"),
     ],
 )
 def test_token_configuration_errors_exit_2(
@@ -185,7 +186,7 @@ def test_securedb_variables_fill_in_and_flags_win(
     monkeypatch.setenv("SECUREDB_URL", PG_REAL)
     monkeypatch.setenv("SECUREDB_AUTH", "secret")
     assert cli.main(["token"]) == 2  # the variable's auth applies: no secret_id
-    assert "needs secret_id" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("securedb: --auth secret ")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "example-secret")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
@@ -198,6 +199,178 @@ def test_client_arguments_are_only_for_shell(capsys: pytest.CaptureFixture[str])
         cli.main(["token", PG_REAL, "--", "-c", "SELECT 1"])
     assert exit_info.value.code == 2
     assert "only for `securedb shell`" in capsys.readouterr().err
+
+
+# Errors name the command's flags
+
+HOST_URL = "postgresql://app@db.example.com/app"
+
+
+@pytest.fixture
+def no_region(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """AWS keys but no region anywhere, and no SECUREDB_* variable."""
+    for name in list(os.environ):
+        if name.startswith("SECUREDB_") or name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "example-secret")
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "line"),
+    [
+        (
+            ["token", "postgresql://db.example.com/app"],
+            2,
+            "--auth iam needs a user in the URL: postgresql://USER@host/db",
+        ),
+        (
+            ["check", HOST_URL],
+            2,
+            "say how to authenticate: --auth iam for IAM tokens, --secret-id for Secrets "
+            "Manager, or a password in the URL (local development)",
+        ),
+        (
+            ["token", HOST_URL, "--auth", "iam", "--secret-id", "prod/app"],
+            2,
+            "--secret-id given with --auth iam; drop one of them",
+        ),
+        (
+            ["token", PG_REAL, "--iam-token-ttl", "3600"],
+            2,
+            "bad value for --iam-token-ttl: '3600'; must be between 1 and 900",
+        ),
+        (
+            ["token", PG_REAL, "--tunnel", "127.0.0.1:99999"],
+            2,
+            "bad value for --tunnel port: '99999'; must be between 1 and 65535",
+        ),
+        (
+            ["token", HOST_URL],
+            1,
+            "no AWS region for IAM token for app@db.example.com:5432: pass --region, set "
+            "AWS_REGION, or use an endpoint name like *.us-east-1.rds.amazonaws.com",
+        ),
+    ],
+    ids=["no-user", "no-auth", "secret-with-iam", "ttl", "tunnel-port", "no-region"],
+)
+def test_errors_name_the_flags_not_the_python_options(
+    no_region: None,
+    args: list[str],
+    status: int,
+    line: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(args) == status
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"securedb: {line}\n"
+
+
+def test_a_path_in_an_error_keeps_its_spelling(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "ca_bundle.pem")
+    assert cli.main(["token", PG_REAL, "--ca-bundle", missing]) == 2
+    assert capsys.readouterr().err == (
+        f"securedb: --ca-bundle {missing!r} is not a file; pass the path of a PEM trust "
+        "store, or leave it out to use the bundled RDS CA\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "said"),
+    [
+        (
+            "the certificate of 127.0.0.1:5432 does not name 127.0.0.1: the server's "
+            "certificate names the real endpoint, so connect to that name and send the socket "
+            "to the local forward with tunnel='127.0.0.1:PORT'",
+            "the certificate of 127.0.0.1:5432 does not name 127.0.0.1: the server's "
+            "certificate names the real endpoint, so connect to that name and send the socket "
+            "to the local forward with --tunnel 127.0.0.1:PORT",
+        ),
+        (
+            "then pass ca_bundle= with AWS's current global-bundle.pem, or run `securedb ca "
+            "refresh`; for a server of your own, pass ca_bundle= with its CA",
+            "then pass --ca-bundle with AWS's current global-bundle.pem, or run `securedb ca "
+            "refresh`; for a server of your own, pass --ca-bundle with its CA",
+        ),
+        (
+            "the URL has a password but auth='iam'; remove the password, or use auth='password'",
+            "the URL has a password but --auth iam; remove the password, or use --auth password",
+        ),
+        (
+            "bad value for auth: 'token'; use one of 'iam', 'secret', 'password'",
+            "bad value for --auth: 'token'; use one of 'iam', 'secret', 'password'",
+        ),
+        ("region must be a non-empty string", "--region must be a non-empty string"),
+        (
+            "bad value for connect_timeout: '0'; must be between 0.1 and 3600.0",
+            "bad value for --connect-timeout: '0'; must be between 0.1 and 3600.0",
+        ),
+        (
+            "bad value for refresh: 'x'; use one of 'background', 'lazy'",
+            "bad value for --refresh: 'x'; use one of 'background', 'lazy'",
+        ),
+        # Not an option of the command, or inside a quoted value: left as it is.
+        ("unknown option foo; pass driver arguments in connect_args=", None),
+        ("driver argument sslmode='disable' would weaken TLS", None),
+        ("secret 'prod/secret_id=auth' has no host and the URL names none", None),
+        ("no AWS region for the secret 'x': check the secret's region", None),
+    ],
+    ids=[
+        "tunnel-value",
+        "ca-bundle-twice",
+        "auth-values",
+        "bad-auth",
+        "subject",
+        "connect-timeout",
+        "refresh",
+        "not-a-flag",
+        "driver-argument",
+        "quoted",
+        "english",
+    ],
+)
+def test_flag_spelling_of_library_messages(message: str, said: str | None) -> None:
+    from securedb.cli._errors import flag_spelling
+
+    assert flag_spelling(message) == (message if said is None else said)
+
+
+def test_token_needs_no_driver(tmp_path: Path) -> None:
+    """`securedb token` signs with botocore alone: no driver extra is needed."""
+    code = (
+        "import sys\n"
+        "for name in ('psycopg', 'psycopg_pool', 'pymysql', 'sqlalchemy'):\n"
+        "    sys.modules[name] = None  # importing one raises ImportError\n"
+        "from securedb import cli\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "example-secret",
+    }
+    for url, host in (
+        (PG_REAL, f"{certs.PG_INSTANCE}:5432"),
+        (MY_REAL, f"{certs.MYSQL_INSTANCE}:3306"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", code, "token", url],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert (done.returncode, done.stderr) == (0, "")
+        assert done.stdout.startswith(f"{host}/?Action=connect")
 
 
 # securedb shell

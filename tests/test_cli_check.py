@@ -248,8 +248,8 @@ def test_a_configuration_error_fails_the_config_step_with_status_2(
     status, report, err = check(capsys, "postgresql://app@db.example.com/app", "--auth", "token")
     assert status == 2
     assert [s["step"] for s in report["steps"]] == ["config"]
-    assert "bad value for auth: 'token'" in report["steps"][0]["detail"]
-    assert err.startswith("securedb: bad value for auth")
+    assert "bad value for --auth: 'token'" in report["steps"][0]["detail"]
+    assert err.startswith("securedb: bad value for --auth: 'token'")
     assert err.count("\n") == 1
 
 
@@ -290,3 +290,14 @@ def test_human_output_names_the_failed_step_with_causes_and_fix(
     assert lines[3].startswith("        - a typo in the endpoint name")
     assert any(line.startswith("      fix: ") for line in lines)
     assert lines[-1] == "check failed at step dns"
+
+
+def test_a_configuration_error_is_one_line_on_stderr_and_nothing_on_stdout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["check", "https://x"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("securedb: unsupported URL scheme 'https'; use one of ")
+    assert err.count("\n") == 1
+    assert err.count("unsupported URL scheme") == 1

@@ -17,6 +17,7 @@ from bed.bed import Bed
 from securedb import connector
 from securedb.config import Config
 from securedb.credentials import identity
+from securedb.errors import ConfigError
 from tests.frameworks.django_suite import database_rights
 from tests.test_registry import caches_of, refreshers
 
@@ -192,6 +193,43 @@ def test_rds_managed_secret(settings: Any, bed: Bed, aws_env: dict[str, str]) ->
         assert facts(conn) == ("app_user", True)
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({"auth": "iam"}, "auth='iam'"),
+        ({"secret_id": "prod/app"}, "auth='secret'"),
+        ({"auth": "secret", "secret_id": "prod/app"}, "auth='secret'"),
+    ],
+    ids=["iam", "secret-id", "auth-secret"],
+)
+def test_a_password_with_a_token_or_a_secret_is_refused(
+    settings: Any, engine: str, options: dict[str, Any], said: str
+) -> None:
+    """As a password in the URL with auth='iam' is: which credential is meant?"""
+    conn = open_alias(
+        f"password_{engine}",
+        {
+            "ENGINE": ENGINES[engine],
+            "NAME": "app",
+            "USER": "iam_user",
+            "PASSWORD": "not-this-one",
+            "HOST": "127.0.0.1",
+            "PORT": 9,  # nothing is sent anywhere: the settings are refused first
+            "OPTIONS": {"securedb": options},
+        },
+    )
+    try:
+        with pytest.raises(ConfigError) as refused:
+            conn.ensure_connection()
+    finally:
+        conn.close()
+    message = str(refused.value)
+    assert message.startswith(f"PASSWORD is set but OPTIONS['securedb'] uses {said}, whose ")
+    assert "remove PASSWORD, or use auth='password'" in message
+    assert "not-this-one" not in message
 
 
 # What Django's maintenance connection (NAME=None) is connected to.

@@ -3,8 +3,8 @@
 Each command lives in its own module with a ``register(commands)`` function. Exit
 statuses: 0 success, 1 a failure (a failed check, a refused login, a high finding, an
 error), 2 a usage or configuration error (the message names the option). Errors go to
-stderr as one line; no command prints a secret, except ``token``, whose whole stdout is
-the token.
+stderr as one line, naming options by their flags (``--secret-id``, not ``secret_id=``);
+no command prints a secret, except ``token``, whose whole stdout is the token.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from securedb import __version__, _log  # noqa: F401  (the library's records go to the application, not stderr)
+from securedb.cli import _errors
 from securedb.errors import ConfigError, SecureDBError
 
 __all__ = ["main"]
@@ -35,10 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except ConfigError as exc:
-        _fail(exc)
+        _errors.report(exc)
         return EXIT_USAGE
     except (SecureDBError, ImportError) as exc:
-        _fail(exc)
+        _errors.report(exc)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -65,8 +66,3 @@ def _parser() -> argparse.ArgumentParser:
     for module in (check, token, shell, audit, ca):
         module.register(commands)
     return parser
-
-
-def _fail(exc: BaseException) -> None:
-    message = " ".join(str(exc).split())  # one line, whatever the error held
-    print(f"securedb: {message}", file=sys.stderr)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from securedb import tls
-from securedb.cli import _facts, _probe
+from securedb.cli import _errors, _facts, _probe
 from securedb.cli._hints import HINTS
 from securedb.cli._options import config_from
 from securedb.config import Config, region_from_host
@@ -69,14 +69,15 @@ def config(state: State) -> str:
     try:
         cfg = config_from(state.args)
     except ConfigError as exc:
-        raise Failed(str(exc), "config", usage=True) from None
+        raise Failed(_errors.message(exc), "config", usage=True) from None
     state.connector = Connector(cfg)
     if cfg.host is None:  # an RDS-managed secret names the endpoint
         try:
             cfg = state.connector.config
         except SecureDBError as exc:
             raise Failed(
-                f"the endpoint comes from secret {cfg.secret_id!r}, which could not be used: {exc}",
+                f"the endpoint comes from secret {cfg.secret_id!r}, which could not be used: "
+                f"{_errors.message(exc)}",
                 "credentials-secret",
             ) from None
     assert cfg.engine is not None
@@ -187,7 +188,7 @@ def credentials(state: State) -> str:
     try:
         cred = state.connector.cache.get()
     except CredentialsError as exc:
-        raise Failed(str(exc), f"credentials-{cfg.auth}") from None
+        raise Failed(_errors.message(exc), f"credentials-{cfg.auth}") from None
     if cfg.auth == "password":
         return f"a static password for {cred.user} from the URL (never refreshed)"
     if cfg.auth == "iam":
@@ -211,13 +212,13 @@ def login(state: State) -> str:
     try:
         state.conn = state.connector.connect()
     except AuthenticationError as exc:
-        raise Failed(str(exc), f"login-{cfg.auth}") from None
+        raise Failed(_errors.message(exc), f"login-{cfg.auth}") from None
     except TLSError as exc:
-        raise Failed(str(exc), "tls-other") from None
+        raise Failed(_errors.message(exc), "tls-other") from None
     except CredentialsError as exc:
-        raise Failed(str(exc), f"credentials-{cfg.auth}") from None
+        raise Failed(_errors.message(exc), f"credentials-{cfg.auth}") from None
     except Exception as exc:  # the driver's own error, cleaned of secrets by the connector
-        words = " ".join(str(exc).split())
+        words = _errors.message(exc)
         hint = f"login-{cfg.auth}" if "authentication failed" in words else "login-other"
         raise Failed(f"{type(exc).__name__}: {words}", hint) from None
     return f"logged in as {state.connector.cache.get().user} over verified TLS"

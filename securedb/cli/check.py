@@ -5,6 +5,9 @@ and a detail line; the first failure stops the walk and comes with the likely ca
 the fix. ``--json`` prints ``{"ok": bool, "steps": [{"step", "ok", "ms", "detail"}]}``
 (a failed step's detail includes the causes and the fix). Exit status 0 exactly when
 every step passed; 2 when the configuration itself is invalid; else 1.
+
+An invalid configuration is said as every command says it, on one line of stderr, with
+no report; with ``--json`` the report, ending at the failed ``config`` step, comes too.
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 
-from securedb.cli import _steps
+from securedb.cli import _errors, _steps
 from securedb.cli._options import add_config_flags
+from securedb.errors import ConfigError
 
 __all__ = ["Step", "register", "run_steps"]
 
@@ -54,13 +57,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run(args: argparse.Namespace) -> int:
     steps, usage = run_steps(args)
+    if usage and not args.json:  # `main` says it on stderr, status 2
+        raise ConfigError(steps[-1].detail)
     ok = all(step.ok for step in steps)
     if args.json:
         print(json.dumps({"ok": ok, "steps": [step.as_json() for step in steps]}, indent=2))
     else:
         print(_text(steps))
     if usage:
-        print(f"securedb: {steps[-1].detail}", file=sys.stderr)
+        _errors.report(ConfigError(steps[-1].detail))
         return 2
     return 0 if ok else 1
 

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from(args, defaults={} if auth_given else {"auth": "iam"})
     if cfg.auth != "iam":
         raise ConfigError(
-            f"securedb token prints IAM auth tokens, but auth={cfg.auth!r}; "
+            f"securedb token prints IAM auth tokens, and the auth mode here is {cfg.auth!r}; "
             "use --auth iam (for a secret, let securedb shell or securedb.connect read it)"
         )
     cache = cache_for(cfg)

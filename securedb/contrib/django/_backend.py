@@ -15,18 +15,17 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from securedb import _log
 from securedb.config import Config
 from securedb.connector import Connector
 from securedb.errors import ConfigError
 
 __all__ = ["Endpoint", "config_from_settings", "driver_args", "securedb_options"]
 
-logger = _log.get("django")
-
 # Django copies these settings into its connection parameters; securedb takes them from
 # the Config instead. The same key written in OPTIONS goes on, for the merge point to refuse.
 SETTINGS_PARAMS = {"user": "USER", "password": "PASSWORD", "host": "HOST", "port": "PORT"}
+# Where the password comes from when it is not PASSWORD: setting both is ambiguous.
+PASSWORD_SOURCE = {"iam": "is an IAM token", "secret": "comes from the secret"}
 
 
 def securedb_options(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -45,16 +44,21 @@ def config_from_settings(engine: str, settings: Mapping[str, Any]) -> Config:
     With ``secret_id`` and no HOST, an RDS-managed secret supplies the endpoint.
 
     Raises:
-        ConfigError: a setting or an option is invalid.
+        ConfigError: a setting or an option is invalid; PASSWORD is set with an IAM token
+            or a secret for the credential (as `Config` refuses a password in the URL).
     """
     host, port = settings.get("HOST") or "", settings.get("PORT") or ""
     options = securedb_options(settings)
     userinfo = quote(settings.get("USER") or "", safe="")
     auth = options.get("auth") or ("secret" if options.get("secret_id") else "password")
+    if settings.get("PASSWORD") and auth in PASSWORD_SOURCE:
+        raise ConfigError(
+            f"PASSWORD is set but OPTIONS['securedb'] uses auth={auth!r}, whose password "
+            f"{PASSWORD_SOURCE[auth]}; remove PASSWORD, or use auth='password'"
+            + (" without secret_id" if auth == "secret" else "")
+        )
     if settings.get("PASSWORD") and auth == "password":
         userinfo += ":" + quote(settings["PASSWORD"], safe="")
-    elif settings.get("PASSWORD"):  # the credential is the token or the secret's
-        logger.warning("the PASSWORD setting is ignored: OPTIONS['securedb'] uses auth=%r", auth)
     netloc = (f"{userinfo}@" if userinfo else "") + host + (f":{port}" if host and port else "")
     return Config.from_url(f"{engine}://{netloc}", **options)
 
