@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import importlib
 import os
 import sys
 import threading
@@ -24,7 +23,7 @@ import weakref
 from collections.abc import Hashable, Mapping
 from typing import Any
 
-from securedb import _log, drivers, tls
+from securedb import _extras, _log, drivers, tls
 from securedb.config import Config, is_loopback, split_options
 from securedb.credentials import RefreshAheadCache, cache_for, identity
 from securedb.credentials.base import Credential
@@ -180,6 +179,9 @@ class Connector:
         except SecureDBError as exc:
             return _detached(exc)
         driver = drivers.load(cfg.engine or "")
+        absent = _extras.missing("securedb.connect()", _extras.driver_modules(cfg.engine, False))
+        if absent is not None:
+            return absent
         outcome = self._attempt(driver, cfg, args, retry=True)
         if outcome is _RETRY:
             outcome = self._attempt(driver, cfg, args, retry=False)
@@ -191,9 +193,12 @@ class Connector:
         except SecureDBError as exc:
             return _detached(exc)
         driver = drivers.load(cfg.engine or "")
-        missing = [name for name in driver.ASYNC_IMPORTS if name not in sys.modules]
-        if missing:  # the first import of a driver takes hundreds of ms: not on the loop
-            await asyncio.to_thread(lambda: [importlib.import_module(n) for n in missing])
+        modules = _extras.driver_modules(cfg.engine, True)
+        if any(sys.modules.get(name) is None for name in modules):
+            # the first import of a driver takes hundreds of ms: not on the loop
+            absent = await asyncio.to_thread(_extras.missing, "securedb.async_connect()", modules)
+            if absent is not None:
+                return absent
         outcome = await self._attempt_async(driver, cfg, args, retry=True)
         if outcome is _RETRY:
             outcome = await self._attempt_async(driver, cfg, args, retry=False)
@@ -330,8 +335,7 @@ async def async_connect(url: str | Config | None = None, **options: Any) -> Any:
     IMDS, the container endpoint or STS, and the first import of botocore) runs in a
     thread, so the event loop never waits on it.
 
-    Raises:
-        The same errors as `connect`.
+    It raises the same errors as `connect`.
     """
     return await _memo.get((url, repr(sorted(options.items()))), url, options).connect_async()
 
@@ -347,6 +351,8 @@ def connect(url: str | Config | None = None, **options: Any) -> Any:
         CredentialsError: no AWS credentials, or the secret cannot be read or parsed.
         TLSError: the server's certificate is not trusted or does not name the host.
         AuthenticationError: the database refused the credentials after one refresh.
+        ModuleNotFoundError: the driver is not installed; the message names the extra
+            (``pip install 'securedb[postgresql]'``).
     """
     # A repeated call skips parsing altogether; equal Configs are one key.
     return _memo.get((url, repr(sorted(options.items()))), url, options).connect()

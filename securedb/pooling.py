@@ -12,6 +12,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from securedb import _extras
 from securedb.config import Config, split_options
 from securedb.connector import Connector
 from securedb.drivers import postgres
@@ -29,6 +30,7 @@ POOL_DEFAULTS: dict[str, Any] = {
     "max_lifetime": 1500.0,
     "open": True,
 }
+POOL_MODULES = ("psycopg", "psycopg_pool")
 
 
 def pool(url: str | Config | None = None, **options: Any) -> psycopg_pool.ConnectionPool[Any]:
@@ -41,16 +43,19 @@ def pool(url: str | Config | None = None, **options: Any) -> psycopg_pool.Connec
 
     Raises:
         ConfigError: an option is invalid, or the URL is not PostgreSQL.
+        ModuleNotFoundError: psycopg or psycopg_pool is not installed; the message
+            names the extra (``pip install 'securedb[postgresql]'``).
     """
     pool: psycopg_pool.ConnectionPool[Any] = _built(url, options, _pool)
     return pool
 
 
 def _pool(connector: Connector, pool_options: dict[str, Any]) -> psycopg_pool.ConnectionPool[Any]:
+    cfg = _postgres_config(connector, pool_options)
+    _extras.require("securedb.pool()", POOL_MODULES)
     import psycopg
     import psycopg_pool
 
-    cfg = _postgres_config(connector, pool_options)
     generations = _Generations()
 
     Connection = connection_class(connector, generations.note)
@@ -112,6 +117,8 @@ def async_pool(
 
     Raises:
         ConfigError: an option is invalid, or the URL is not PostgreSQL.
+        ModuleNotFoundError: psycopg or psycopg_pool is not installed; the message
+            names the extra (``pip install 'securedb[postgresql]'``).
     """
     pool: psycopg_pool.AsyncConnectionPool[Any] = _built(
         url, {"open": False, **options}, _async_pool
@@ -140,10 +147,11 @@ def _built(
 def _async_pool(
     connector: Connector, pool_options: dict[str, Any]
 ) -> psycopg_pool.AsyncConnectionPool[Any]:
+    cfg = _postgres_config(connector, pool_options)
+    _extras.require("securedb.async_pool()", POOL_MODULES)
     import psycopg
     import psycopg_pool
 
-    cfg = _postgres_config(connector, pool_options)
     generations = _Generations()
 
     class AsyncConnection(psycopg.AsyncConnection[Any]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from securedb import _extras
 from securedb.config import OPTIONS, Config, split_options
 from securedb.connector import Connector
 from securedb.errors import ConfigError
@@ -25,18 +26,56 @@ ASYNC_DIALECTS = {"postgresql": "postgresql+psycopg_async://", "mysql": "mysql+a
 # idle timeouts of RDS Proxy (30 min by default) and NAT gateways (350 s is their TCP
 # idle limit, but pre-ping covers that).
 ENGINE_DEFAULTS: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1500}
+SQLALCHEMY_MODULES = {False: ("sqlalchemy",), True: ("sqlalchemy", "greenlet")}
+
+
+def _int(low: int) -> Callable[[Any], bool]:
+    return lambda v: type(v) is int and v >= low  # not a bool, not a float
+
+
+def _seconds(low: float) -> Callable[[Any], bool]:
+    return lambda v: type(v) in (int, float) and v >= low
+
+
+def _echo(v: Any) -> bool:
+    return any(v is flag for flag in (None, True, False)) or v == "debug"
+
+
+# SQLAlchemy checks these only when it uses them (at the first connection, or once the
+# pool is full) or not at all: engine() checks them. Name -> (test, what it expects).
+POOL_ARGUMENTS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "pool_size": (_int(0), "an int of 0 or more (the connections kept open; 0: no limit)"),
+    "max_overflow": (
+        _int(-1),
+        "an int of -1 or more (the connections opened beyond pool_size; -1: no limit)",
+    ),
+    "pool_timeout": (
+        _seconds(0),
+        "a number of seconds, 0 or more (the wait for a free connection)",
+    ),
+    "pool_recycle": (
+        _seconds(-1),
+        "a number of seconds (a connection's lifetime; -1: no limit)",
+    ),
+    "pool_pre_ping": (lambda v: isinstance(v, bool), "True or False"),
+    "pool_use_lifo": (lambda v: isinstance(v, bool), "True or False"),
+    "echo_pool": (_echo, "None, True, False or 'debug'"),
+    "echo": (_echo, "None, True, False or 'debug'"),
+}
 
 
 def engine(url: str | Config | None = None, **options: Any) -> sqlalchemy.engine.Engine:
     """A pooled SQLAlchemy Engine for `url` with verify-full TLS and managed credentials.
 
     Options are securedb's (see `Config`) and SQLAlchemy's ``create_engine`` keywords
-    (``pool_size``, ``max_overflow``, ``pool_recycle`` ...). Defaults: pre-ping on,
-    recycle after 25 minutes.
+    (``pool_size``, ``max_overflow``, ``pool_recycle`` ...), whose types are checked
+    here. Defaults: pre-ping on, recycle after 25 minutes.
 
     Raises:
         ConfigError: an option is invalid or unknown to both securedb and SQLAlchemy.
         CredentialsError: a secret that must supply the endpoint could not be read.
+        ModuleNotFoundError: SQLAlchemy or the driver is not installed; the message
+            names the extra (``pip install 'securedb[sqlalchemy]'``).
     """
     eng: sqlalchemy.engine.Engine = _engine(url, options, is_async=False)
     return eng
@@ -54,6 +93,8 @@ def async_engine(url: str | Config | None = None, **options: Any) -> AsyncEngine
     Raises:
         ConfigError: an option is invalid or unknown to both securedb and SQLAlchemy.
         CredentialsError: a secret that must supply the endpoint could not be read.
+        ModuleNotFoundError: SQLAlchemy, greenlet or the driver is not installed; the
+            message names the extra (``pip install 'securedb[async]'``).
     """
     eng: AsyncEngine = _engine(url, options, is_async=True)
     return eng
@@ -61,11 +102,17 @@ def async_engine(url: str | Config | None = None, **options: Any) -> AsyncEngine
 
 def _engine(url: str | Config | None, options: dict[str, Any], is_async: bool) -> Any:
     """The engine, holding its connector's credential cache until `dispose()`."""
+    function = "securedb.async_engine()" if is_async else "securedb.engine()"
+    cfg, engine_options = split_options(url, options)
+    check_pool_arguments(engine_options)
+    modules = (*SQLALCHEMY_MODULES[is_async], *_extras.driver_modules(cfg.engine, is_async))
+    _extras.require(function, modules)
     import sqlalchemy
 
-    cfg, engine_options = split_options(url, options)
     connector = Connector(cfg)
     try:
+        # An engine named by its secret is known only now.
+        _extras.require(function, _extras.driver_modules(connector.config.engine, is_async))
         eng = _create(connector, engine_options, is_async)
     except BaseException:
         connector.close()
@@ -105,6 +152,19 @@ def _create(connector: Connector, engine_options: dict[str, Any], is_async: bool
         sqlalchemy.event.listen(sync_engine, "handle_error", _failover_listener(cfg.engine or ""))
         return eng
     raise ConfigError(message)
+
+
+def check_pool_arguments(engine_options: dict[str, Any]) -> None:
+    """Refuse a pool argument of the wrong type or range, before SQLAlchemy uses it.
+
+    Raises:
+        ConfigError: naming the argument, its value and what it expects.
+    """
+    for name, (valid, expected) in POOL_ARGUMENTS.items():
+        if name in engine_options and not valid(engine_options[name]):
+            raise ConfigError(
+                f"bad value for {name}: {engine_options[name]!r}; expected {expected}"
+            )
 
 
 def _failover_listener(engine_name: str) -> Any:

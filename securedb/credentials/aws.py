@@ -100,12 +100,22 @@ def region_or_default(region: str | None, what: str) -> str:
     """`region`, else AWS_REGION / AWS_DEFAULT_REGION, else the AWS config's region.
 
     botocore itself reads only AWS_DEFAULT_REGION; Lambda and the AWS SDKs set AWS_REGION.
+
+    Raises:
+        CredentialsError: no region anywhere, or the AWS config could not be read (a
+            profile that does not exist: its name and the variable that names it).
     """
     env = os.environ
     found = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if not found:
-        with quiet():
-            found = session().get_config_variable("region")
+        error: CredentialsError | None = None
+        try:
+            with quiet():
+                found = session().get_config_variable("region")
+        except Exception as exc:  # a profile that does not exist, a config file that does not parse
+            error = translate(exc, f"no AWS region for {what}")
+        if error is not None:
+            raise error  # outside the except block: botocore's error is not its context
     if not found:
         raise CredentialsError(
             f"no AWS region for {what}: pass region=, set AWS_REGION, "
@@ -123,6 +133,8 @@ def translate(exc: Exception, what: str) -> CredentialsError:
             f"{what}: no AWS credentials found; set AWS_PROFILE or the "
             "AWS_ACCESS_KEY_ID pair, or attach an IAM role"
         )
+    if isinstance(exc, bx.ProfileNotFound):
+        return _profile_not_found(str(exc.kwargs.get("profile", "")), what)
     if isinstance(exc, bx.CredentialRetrievalError):
         return CredentialsError(
             f"{what}: no AWS credentials from {exc.kwargs.get('provider', 'a provider')}; check "
@@ -148,3 +160,26 @@ def translate(exc: Exception, what: str) -> CredentialsError:
         f"{what}: {type(exc).__name__} from the AWS SDK (its details are withheld: they may "
         "hold a secret); check the AWS config and credentials files and AWS_* variables"
     )
+
+
+# botocore reads the older name first: with both set, AWS_DEFAULT_PROFILE wins.
+PROFILE_VARIABLES = ("AWS_DEFAULT_PROFILE", "AWS_PROFILE")
+
+
+def _profile_not_found(profile: str, what: str) -> CredentialsError:
+    """The profile botocore was told to use is in neither file: which files, which variable."""
+    env = os.environ
+    files = (
+        f"{env.get('AWS_CONFIG_FILE') or '~/.aws/config'} or "
+        f"{env.get('AWS_SHARED_CREDENTIALS_FILE') or '~/.aws/credentials'}"
+    )
+    where = f"{what}: AWS profile {profile!r} is not in {files}"
+    named_by = [name for name in PROFILE_VARIABLES if env.get(name) == profile]
+    if not named_by:
+        return CredentialsError(f"{where}; name a profile that exists")
+    variable = named_by[0]
+    if variable == "AWS_DEFAULT_PROFILE" and env.get("AWS_PROFILE"):
+        where += " (AWS_DEFAULT_PROFILE, which botocore reads before AWS_PROFILE)"
+    else:
+        where += f" ({variable})"
+    return CredentialsError(f"{where}; set {variable} to one that exists, or unset it")

@@ -13,6 +13,7 @@ import functools
 import math
 import socket
 import ssl
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -245,6 +246,8 @@ def _async_connection_class() -> type:
 def classify(exc: BaseException) -> Failure | None:
     # By module name, not as `pymysql.err`: importing Django's MySQL backend after
     # `install_as_MySQLdb()` makes a second copy of that module and rebinds the attribute.
+    if sys.modules.get("pymysql.err") is None:  # not imported: `exc` is none of its errors
+        return None
     from pymysql.err import InterfaceError, MySQLError
 
     if isinstance(exc, InterfaceError) and exc.args[:1] in ((0,), ()):

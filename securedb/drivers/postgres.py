@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -208,6 +209,8 @@ async def connect_async(
 
 
 def classify(exc: BaseException) -> Failure | None:
+    if sys.modules.get("psycopg") is None:  # not imported: `exc` cannot be one of its errors
+        return None
     import psycopg
 
     if not isinstance(exc, psycopg.Error):
