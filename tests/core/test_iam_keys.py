@@ -70,9 +70,9 @@ def test_a_chain_failure_is_translated(chain: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(errors.CredentialsError) as caught:
         source()._keys()
     assert str(caught.value) == (
-        "IAM token for app@db.example:5432 not signed: ProfileNotFound from the AWS SDK (its "
-        "details are withheld: they may hold a secret); check the AWS config and credentials "
-        "files and AWS_* variables"
+        f"IAM token for app@db.example:5432 not signed: AWS profile 'missing' is not in "
+        f"{chain}/config or {chain}/credentials (AWS_PROFILE); set AWS_PROFILE to one that "
+        "exists, or unset it"
     )
     assert caught.value.__cause__ is None
     assert caught.value.__suppress_context__
