@@ -20,7 +20,8 @@ from securedb.errors import ConfigError
 
 if TYPE_CHECKING:
     import psycopg
-    import psycopg_pool
+
+    from securedb._pools import AsyncConnectionPool, ConnectionPool
 
 __all__ = ["async_pool", "pool"]
 
@@ -33,7 +34,7 @@ POOL_DEFAULTS: dict[str, Any] = {
 POOL_MODULES = ("psycopg", "psycopg_pool")
 
 
-def pool(url: str | Config | None = None, **options: Any) -> psycopg_pool.ConnectionPool[Any]:
+def pool(url: str | Config | None = None, **options: Any) -> ConnectionPool:
     """A psycopg_pool `ConnectionPool` for a PostgreSQL `url`, credentials per connection.
 
     Options are securedb's (see `Config`) and ``ConnectionPool``'s (``min_size``,
@@ -46,11 +47,11 @@ def pool(url: str | Config | None = None, **options: Any) -> psycopg_pool.Connec
         ModuleNotFoundError: psycopg or psycopg_pool is not installed; the message
             names the extra (``pip install 'securedb[postgresql]'``).
     """
-    pool: psycopg_pool.ConnectionPool[Any] = _built(url, options, _pool)
+    pool: ConnectionPool = _built(url, options, _pool)
     return pool
 
 
-def _pool(connector: Connector, pool_options: dict[str, Any]) -> psycopg_pool.ConnectionPool[Any]:
+def _pool(connector: Connector, pool_options: dict[str, Any]) -> ConnectionPool:
     cfg = _postgres_config(connector, pool_options)
     _extras.require("securedb.pool()", POOL_MODULES)
     import psycopg
@@ -66,21 +67,13 @@ def _pool(connector: Connector, pool_options: dict[str, Any]) -> psycopg_pool.Co
             raise psycopg.OperationalError("made before a failover; discarded")
         psycopg_pool.ConnectionPool.check_connection(conn)
 
-    class Pool(psycopg_pool.ConnectionPool[Any]):
-        def invalidate(self) -> None:
-            """Discard every connection made so far, as each is next checked out."""
-            generations.invalidate()
-
-        def close(self, timeout: float = 5.0) -> None:
-            """Close the pool, and release its credential cache."""
-            try:
-                super().close(timeout)
-            finally:
-                connector.close()
+    from securedb._pools import ConnectionPool
 
     defaults = {**POOL_DEFAULTS, "check": check, "name": f"securedb {cfg.endpoint}"}
     try:
-        return Pool(connection_class=Connection, **{**defaults, **pool_options})
+        return ConnectionPool(
+            connector, generations, connection_class=Connection, **{**defaults, **pool_options}
+        )
     except TypeError as exc:
         raise ConfigError(f"{exc}; see psycopg_pool.ConnectionPool for pool options") from None
 
@@ -106,9 +99,7 @@ def connection_class(
     return Connection
 
 
-def async_pool(
-    url: str | Config | None = None, **options: Any
-) -> psycopg_pool.AsyncConnectionPool[Any]:
+def async_pool(url: str | Config | None = None, **options: Any) -> AsyncConnectionPool:
     """`pool`'s async twin: a psycopg_pool `AsyncConnectionPool`, not yet open.
 
     ``async with securedb.async_pool(url, ...) as pool:`` opens it (or ``await
@@ -120,9 +111,7 @@ def async_pool(
         ModuleNotFoundError: psycopg or psycopg_pool is not installed; the message
             names the extra (``pip install 'securedb[postgresql]'``).
     """
-    pool: psycopg_pool.AsyncConnectionPool[Any] = _built(
-        url, {"open": False, **options}, _async_pool
-    )
+    pool: AsyncConnectionPool = _built(url, {"open": False, **options}, _async_pool)
     return pool
 
 
@@ -144,9 +133,7 @@ def _built(
         raise
 
 
-def _async_pool(
-    connector: Connector, pool_options: dict[str, Any]
-) -> psycopg_pool.AsyncConnectionPool[Any]:
+def _async_pool(connector: Connector, pool_options: dict[str, Any]) -> AsyncConnectionPool:
     cfg = _postgres_config(connector, pool_options)
     _extras.require("securedb.async_pool()", POOL_MODULES)
     import psycopg
@@ -165,21 +152,13 @@ def _async_pool(
             raise psycopg.OperationalError("made before a failover; discarded")
         await psycopg_pool.AsyncConnectionPool.check_connection(conn)
 
-    class AsyncPool(psycopg_pool.AsyncConnectionPool[Any]):
-        def invalidate(self) -> None:
-            """Discard every connection made so far, as each is next checked out."""
-            generations.invalidate()
-
-        async def close(self, timeout: float = 5.0) -> None:
-            """Close the pool, and release its credential cache."""
-            try:
-                await super().close(timeout)
-            finally:
-                connector.close()
+    from securedb._pools import AsyncConnectionPool
 
     defaults = {**POOL_DEFAULTS, "check": check, "name": f"securedb {cfg.endpoint}"}
     try:
-        return AsyncPool(connection_class=AsyncConnection, **{**defaults, **pool_options})
+        return AsyncConnectionPool(
+            connector, generations, connection_class=AsyncConnection, **{**defaults, **pool_options}
+        )
     except TypeError as exc:
         raise ConfigError(f"{exc}; see psycopg_pool.AsyncConnectionPool for options") from None
 

@@ -1,0 +1,56 @@
+"""The classes `pool()` and `async_pool()` return: psycopg_pool's pools, with `invalidate()`.
+
+Imported on first use of a pool (it imports psycopg_pool).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import psycopg_pool
+
+if TYPE_CHECKING:
+    from securedb.connector import Connector
+    from securedb.pooling import _Generations
+
+__all__ = ["AsyncConnectionPool", "ConnectionPool"]
+
+
+class ConnectionPool(psycopg_pool.ConnectionPool[Any]):
+    """psycopg_pool's ``ConnectionPool`` whose every connection securedb opens."""
+
+    def __init__(self, connector: Connector, generations: _Generations, **kwargs: Any) -> None:
+        self._securedb_connector = connector
+        self._securedb_generations = generations
+        super().__init__(**kwargs)
+
+    def invalidate(self) -> None:
+        """Discard every connection made so far, as each is next checked out (a failover)."""
+        self._securedb_generations.invalidate()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the pool, and release its credential cache."""
+        try:
+            super().close(timeout)
+        finally:
+            self._securedb_connector.close()
+
+
+class AsyncConnectionPool(psycopg_pool.AsyncConnectionPool[Any]):
+    """psycopg_pool's ``AsyncConnectionPool`` whose every connection securedb opens."""
+
+    def __init__(self, connector: Connector, generations: _Generations, **kwargs: Any) -> None:
+        self._securedb_connector = connector
+        self._securedb_generations = generations
+        super().__init__(**kwargs)
+
+    def invalidate(self) -> None:
+        """Discard every connection made so far, as each is next checked out (a failover)."""
+        self._securedb_generations.invalidate()
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Close the pool, and release its credential cache."""
+        try:
+            await super().close(timeout)
+        finally:
+            self._securedb_connector.close()
