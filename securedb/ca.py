@@ -37,7 +37,6 @@ from typing import IO, TYPE_CHECKING, Literal, TypedDict
 from urllib.parse import urlsplit
 
 from securedb.errors import TLSError
-from securedb.tls import DATA
 
 if TYPE_CHECKING:
     from http.client import HTTPMessage
@@ -59,6 +58,17 @@ __all__ = [
 ]
 
 RDS_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+
+
+def user_directory() -> Path:
+    """Where `refresh` writes by default: the user's data directory, never the package.
+
+    ``$XDG_DATA_HOME/securedb/ca``, else ``~/.local/share/securedb/ca``. An application
+    must not rewrite its installed files (root, the next install undoes it, hash-checked
+    deployments break); ``ca_bundle=`` or ``SECUREDB_CA_BUNDLE`` points at the new bundle.
+    """
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "securedb" / "ca"
 ATS_URLS = tuple(
     f"https://www.amazontrust.com/repository/{name}.pem"
     for name in ("AmazonRootCA1", "AmazonRootCA2", "AmazonRootCA3", "AmazonRootCA4", "SFSRootCAG2")
@@ -164,7 +174,7 @@ def check_bundle(pem: bytes, source: str, kind: Kind, minimum: int = 1) -> list[
 
 
 def refresh(
-    output: Path = DATA,
+    output: Path | None = None,
     rds_url: str = RDS_URL,
     ats_urls: tuple[str, ...] = ATS_URLS,
     cafile: str | None = None,
@@ -173,7 +183,8 @@ def refresh(
     """Download, check and write the bundles and their provenance; return the provenance.
 
     The RDS certificates are sorted by subject CN; the proxy bundle is the RDS bundle
-    followed by the Amazon Trust Services roots. `output` is a directory holding exactly
+    followed by the Amazon Trust Services roots. `output` (default: `user_directory()`;
+    the installed package is never written unless named) is a directory holding exactly
     `FILES`, replaced as a whole: the three files are written and fsynced into a new
     directory ``.<name>.new-*`` beside `output`; then `output` is renamed into a fresh
     ``.<name>.old-*`` directory, the new one is renamed to `output` (on failure the old
@@ -191,6 +202,7 @@ def refresh(
             bundle breaks `check_bundle`'s rules, a new root is not accepted, `output`
             holds other files, or writing fails.
     """
+    output = user_directory() if output is None else output
     opener = _opener(ssl.create_default_context(cafile=cafile))
     downloads = {url: _download(opener, url) for url in (rds_url, *ats_urls)}
     rds = check_bundle(downloads[rds_url], rds_url, "rds", MIN_RDS_CERTS)

@@ -432,7 +432,8 @@ def _tls_message(reason: str, cfg: Config) -> str:
             f"the certificate of {where} is not trusted by {tls.ca_file(cfg)}; for RDS the "
             "bundled RDS CA should chain, unless the endpoint's region is newer than the "
             "bundled snapshot: then pass ca_bundle= with AWS's current global-bundle.pem, "
-            "or run `securedb ca refresh`; for a server of your own, pass ca_bundle= with its CA"
+            "or run `securedb ca refresh` and pass ca_bundle= with the rds-ca-bundle.pem it "
+            "writes; for a server of your own, pass ca_bundle= with its CA"
         )
     return (
         f"TLS to {where} failed: the server did not complete a verified TLS handshake "

@@ -706,3 +706,29 @@ def test_a_mirror_of_a_proxy_root_is_checked_too(
     assert "refusing 1 new root from a source that is not AWS's official URL" in err
     assert "CN=Amazon Root CA 1,O=Amazon sha256 " in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_refresh_writes_to_the_users_directory_never_the_package(
+    https_server: tuple[str, Path, dict[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With no --output, the bundle goes to the user's data directory, and the command says
+    how to use it; the installed package's files stay as they were."""
+    base, www, _ = https_server
+    serve_good_bundles(www)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    packaged = {p.name: p.read_bytes() for p in tls.DATA.iterdir() if p.is_file()}
+    args = refresh_args(base, tmp_path, tmp_path / "unused")
+    del args[2:4]  # no --output
+    assert cli.main(args) == 0
+    written = tmp_path / "xdg" / "securedb" / "ca"
+    assert ca.user_directory() == written
+    assert sorted(p.name for p in written.iterdir()) == sorted(ca.FILES)
+    out = capsys.readouterr().out
+    assert f"SECUREDB_CA_BUNDLE={written / 'rds-ca-bundle.pem'}" in out
+    assert {p.name: p.read_bytes() for p in tls.DATA.iterdir() if p.is_file()} == packaged
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert ca.user_directory() == tmp_path / "home" / ".local" / "share" / "securedb" / "ca"

@@ -51,8 +51,9 @@ HINTS: dict[str, Hint] = {
             "something between you and the database re-signs TLS (a corporate proxy)",
         ),
         "pass --ca-bundle with AWS's global-bundle.pem "
-        "(https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem) or run "
-        "`securedb ca refresh`; for a server of your own, --ca-bundle with its CA",
+        "(https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem), or with the "
+        "rds-ca-bundle.pem `securedb ca refresh` writes; for a server of your own, "
+        "--ca-bundle with its CA",
     ),
     "tls-name": (
         (

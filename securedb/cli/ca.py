@@ -32,7 +32,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     check.add_argument("--bundle", type=Path, help="PEM bundle to check (default: the bundled one)")
     check.set_defaults(run=_check)
     refresh = ca_commands.add_parser("refresh", help="download, check and write the bundles")
-    refresh.add_argument("--output", type=Path, help="directory to write (default: the package's)")
+    refresh.add_argument(
+        "--output",
+        type=Path,
+        help="directory to write (default: the user's data directory, "
+        "$XDG_DATA_HOME/securedb/ca or ~/.local/share/securedb/ca; never the package)",
+    )
     refresh.add_argument("--rds-url", help="where AWS publishes global-bundle.pem")
     refresh.add_argument("--ats-url", action="append", help="an Amazon Trust Services root")
     refresh.add_argument("--cafile", help="trust store for the download itself")
@@ -71,8 +76,8 @@ def _text(report: ca.BundleReport) -> str:
     lines.append(f"partitions: {', '.join(report['partitions']) or 'none'}")
     if missing:
         lines.append(
-            f"regions without a valid CA: {', '.join(missing)}; run `securedb ca refresh` "
-            "or pass ca_bundle= with AWS's current global-bundle.pem"
+            f"regions without a valid CA: {', '.join(missing)}; pass ca_bundle= with AWS's "
+            "current global-bundle.pem, or the rds-ca-bundle.pem `securedb ca refresh` writes"
         )
     return "\n".join(lines)
 
@@ -84,10 +89,10 @@ def _line(cert: ca.CertificateReport) -> str:
 
 def _refresh(args: argparse.Namespace) -> int:
     from securedb import ca
-    from securedb.tls import DATA
 
+    output = args.output or ca.user_directory()
     provenance = ca.refresh(
-        output=args.output or DATA,
+        output=output,
         rds_url=args.rds_url or ca.RDS_URL,
         ats_urls=tuple(args.ats_url or ca.ATS_URLS),
         cafile=args.cafile,
@@ -101,4 +106,8 @@ def _refresh(args: argparse.Namespace) -> int:
     proxy = provenance[ca.FILES[1]]  # holds every root: the RDS bundle's, then the proxy's
     for root in cast("list[ca.NewRoot]", proxy.get("accepted_new_roots", [])):
         print(f"new root accepted: {ca.describe_root(root)}")
+    print(
+        f"written to {output}; use it with ca_bundle= or SECUREDB_CA_BUNDLE="
+        f"{output / ca.FILES[0]} (RDS Proxy endpoints: {output / ca.FILES[1]})"
+    )
     return 0

@@ -142,7 +142,8 @@ def test_tls_messages_exactly() -> None:
         f"the certificate of {where} is not trusted by {tls.ca_file(IAM)}; for RDS the "
         "bundled RDS CA should chain, unless the endpoint's region is newer than the "
         "bundled snapshot: then pass ca_bundle= with AWS's current global-bundle.pem, or "
-        "run `securedb ca refresh`; for a server of your own, pass ca_bundle= with its CA"
+        "run `securedb ca refresh` and pass ca_bundle= with the rds-ca-bundle.pem it writes; "
+        "for a server of your own, pass ca_bundle= with its CA"
     )
     assert _tls_message("certificate verify failed", IAM) == trust
     assert _tls_message("bad certificate", IAM) == trust
