@@ -69,6 +69,8 @@ def user_directory() -> Path:
     """
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "securedb" / "ca"
+
+
 ATS_URLS = tuple(
     f"https://www.amazontrust.com/repository/{name}.pem"
     for name in ("AmazonRootCA1", "AmazonRootCA2", "AmazonRootCA3", "AmazonRootCA4", "SFSRootCAG2")
