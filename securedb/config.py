@@ -302,7 +302,7 @@ def _parse_url(url: str) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _url_port(parts: SplitResult, url: str) -> int | None:
-    """The URL's port; a ConfigError quoting it when it is not a number from 1 to 65535.
+    """The URL's port; a ConfigError when it is not a number from 1 to 65535.
 
     The text is quoted only when the netloc holds the URL's '@': without it, a '/', '?'
     or '#' in a password may have cut the netloc short, and the "port" be the password.
@@ -319,7 +319,10 @@ def _url_port(parts: SplitResult, url: str) -> int | None:
     hostinfo = parts.netloc.rpartition("@")[2]  # found as urlsplit finds it
     _, bracket, rest = hostinfo.partition("[")
     text = (rest.partition("]")[2] if bracket else hostinfo).partition(":")[2]
-    raise ConfigError(f"bad port {text!r} in the URL: expected a number from 1 to 65535")
+    # Only a number is quoted: in 'postgresql://app:s3cret/db' (no '@host'), the "port"
+    # is the password.
+    shown = f" {text!r}" if text.lstrip("-").isdigit() else ""
+    raise ConfigError(f"bad port{shown} in the URL: expected a number from 1 to 65535")
 
 
 def _check_query_names(extra: Mapping[str, str], engine: str) -> None:

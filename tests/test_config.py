@@ -693,13 +693,15 @@ def test_the_drivers_real_parameters_still_pass_in_the_query() -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://u@h:abc/db", "bad port 'abc' in the URL: expected a number from 1 to 65535"),
+        ("postgresql://u@h:abc/db", "bad port in the URL: expected a number from 1 to 65535"),
+        # No '@host': the "port" is the password, never quoted.
+        ("postgresql://u:hunter2/db", "bad port in the URL: expected a number from 1 to 65535"),
         ("mysql://u@h:70000/db", "bad port '70000' in the URL: expected a number from 1 to 65535"),
         ("postgresql://u@h:-1/db", "bad port '-1' in the URL: expected a number from 1 to 65535"),
-        ("postgresql://u@[::1]:x/db", "bad port 'x' in the URL: expected a number from 1 to 65535"),
+        ("postgresql://u@[::1]:x/db", "bad port in the URL: expected a number from 1 to 65535"),
         (
             "postgresql://u:pw@h:5432:1/db",
-            "bad port '5432:1' in the URL: expected a number from 1 to 65535",
+            "bad port in the URL: expected a number from 1 to 65535",
         ),
         # A '/' in the password ends the netloc early: its start would read as the port.
         (
@@ -709,7 +711,16 @@ def test_the_drivers_real_parameters_still_pass_in_the_query() -> None:
         ),
         ("postgresql://u@[::1/db", "bad URL: its host does not parse"),
     ],
-    ids=["letters", "too big", "negative", "ipv6 host", "two colons", "cut password", "bracket"],
+    ids=[
+        "letters",
+        "password as port",
+        "too big",
+        "negative",
+        "ipv6 host",
+        "two colons",
+        "cut password",
+        "bracket",
+    ],
 )
 def test_bad_ports_have_their_own_message(url: str, message: str) -> None:
     with pytest.raises(errors.ConfigError) as caught:
