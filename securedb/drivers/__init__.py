@@ -68,8 +68,12 @@ def check_owned(
         if name in tables.tls:
             if local or _among(value, tables.tls[name]):
                 continue
+            # A plain value is shown; a structure is not (PyMySQL's ssl dict holds a key's
+            # password).
+            plain = value is None or isinstance(value, (str, int, float))
             raise ConfigError(
-                f"driver argument {name}={value!r} would weaken TLS: securedb always verifies "
+                f"driver argument {name}{f'={value!r}' if plain else ''} would weaken TLS: "
+                "securedb always verifies "
                 "the certificate and host name of a server that is not on this machine "
                 "(the host and the tunnel must both be loopback to relax it)"
             )

@@ -139,6 +139,10 @@ def test_check_owned_refuses_weaker_tls_unless_local() -> None:
     assert str(caught.value) == f"driver argument sslmode='require' {WEAKER}"
     with pytest.raises(errors.ConfigError, match="ssl=None would weaken TLS"):
         check_owned({"ssl": None}, False, TABLES)
+    # A structure is not shown: PyMySQL's ssl dict may hold a client key's password.
+    with pytest.raises(errors.ConfigError) as caught:
+        check_owned({"ssl": {"key": "k.pem", "password": "hunter2"}}, False, TABLES)
+    assert str(caught.value) == f"driver argument ssl {WEAKER}"
     check_owned({"sslmode": "disable", "ssl": None}, True, TABLES)
 
 
