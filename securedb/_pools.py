@@ -27,6 +27,7 @@ class ConnectionPool(psycopg_pool.ConnectionPool[Any]):
     def invalidate(self) -> None:
         """Discard every connection made so far, as each is next checked out (a failover)."""
         self._securedb_generations.invalidate()
+        self._securedb_connector.failed_over()
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the pool, and release its credential cache."""
@@ -47,6 +48,7 @@ class AsyncConnectionPool(psycopg_pool.AsyncConnectionPool[Any]):
     def invalidate(self) -> None:
         """Discard every connection made so far, as each is next checked out (a failover)."""
         self._securedb_generations.invalidate()
+        self._securedb_connector.failed_over()
 
     async def close(self, timeout: float = 5.0) -> None:
         """Close the pool, and release its credential cache."""

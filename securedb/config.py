@@ -15,15 +15,21 @@ from typing import Any, Literal, get_args
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from securedb.errors import ConfigError
+from securedb.topology import Cluster
 
 __all__ = ["Config"]
 
 AuthMode = Literal["iam", "secret", "password"]
 RefreshMode = Literal["background", "lazy"]
 Engine = Literal["postgresql", "mysql"]
+TopologyMode = Literal["auto", "off"]
+Role = Literal["writer", "reader"]
 AUTH_MODES: tuple[str, ...] = get_args(AuthMode)
 REFRESH_MODES: tuple[str, ...] = get_args(RefreshMode)
 ENGINES: tuple[str, ...] = get_args(Engine)
+TOPOLOGY_MODES: tuple[str, ...] = get_args(TopologyMode)
+ROLES: tuple[str, ...] = get_args(Role)
+DEFAULT_MAX_LAG = 5.0
 MAX_IAM_TOKEN_TTL = 900
 DEFAULT_IAM_TOKEN_TTL = 900
 DEFAULT_SECRET_TTL = 3600
@@ -63,6 +69,10 @@ ENV_VARS = {
     "SECUREDB_SECRET_TTL": "secret_ttl",
     "SECUREDB_REFRESH": "refresh",
     "SECUREDB_CONNECT_TIMEOUT": "connect_timeout",
+    "SECUREDB_TOPOLOGY": "topology",
+    "SECUREDB_ROLE": "role",
+    "SECUREDB_MAX_LAG": "max_lag",
+    "SECUREDB_READER_FALLBACK": "reader_fallback",
 }
 REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 
@@ -132,6 +142,10 @@ class Config:
     refresh: RefreshMode = dataclasses.field(default_factory=_default_refresh)
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     connect_args: Mapping[str, Any] = dataclasses.field(default_factory=DriverArgs)
+    topology: TopologyMode = "auto"
+    role: Role | None = None
+    max_lag: float = DEFAULT_MAX_LAG
+    reader_fallback: bool = False
 
     def __post_init__(self) -> None:
         for name, value in _validated(self).items():
@@ -205,6 +219,26 @@ class Config:
         is not enough: a tunnel sends the socket elsewhere.
         """
         return is_loopback(self.host) and (self.tunnel is None or is_loopback(self.tunnel[0]))
+
+    @property
+    def cluster(self) -> Cluster | None:
+        """The Aurora cluster whose topology routes connections, if any.
+
+        Only for a cluster endpoint (``.cluster-`` or ``.cluster-ro-``) with
+        ``topology="auto"`` and no tunnel: through a port forward every connection goes
+        to the tunnel, whatever instance it names.
+        """
+        if self.topology != "auto" or self.tunnel is not None:
+            return None
+        return Cluster.of(self.host, self.port)
+
+    @property
+    def wants_reader(self) -> bool:
+        """``role``, which defaults to the endpoint's: reader for a cluster-ro endpoint."""
+        if self.role is not None:
+            return self.role == "reader"
+        cluster = self.cluster
+        return cluster is not None and cluster.reader_endpoint
 
     @property
     def endpoint(self) -> str:
@@ -385,6 +419,7 @@ def _validated(cfg: Config) -> dict[str, Any]:
     v["secret_ttl"] = _number(v["secret_ttl"], "secret_ttl", 1, MAX_SECRET_TTL)
     v["connect_timeout"] = _number(v["connect_timeout"], "connect_timeout", 0.1, MAX_TIMEOUT)
     v["refresh"] = _choice(v["refresh"], "refresh", REFRESH_MODES)
+    _check_routing(v)
     if v["ca_bundle"] is not None:
         v["ca_bundle"] = _ca_bundle(v["ca_bundle"])
     if v["tunnel"] is not None:
@@ -421,6 +456,42 @@ def _check_signing_region(region: str | None, host: str | None) -> None:
             f"the IAM token would be signed for {region} and refused; drop region= (the "
             f"endpoint's region is used) or set region={named!r}"
         )
+
+
+def _check_routing(v: dict[str, Any]) -> None:
+    """The Aurora options: a reader role needs a cluster endpoint whose topology is read."""
+    v["topology"] = _choice(v["topology"], "topology", TOPOLOGY_MODES)
+    if v["role"] is not None:
+        v["role"] = _choice(v["role"], "role", ROLES)
+    v["max_lag"] = _number(v["max_lag"], "max_lag", 0, MAX_TIMEOUT)
+    v["reader_fallback"] = _flag(v["reader_fallback"], "reader_fallback")
+    if v["role"] != "reader" or v["host"] is None:
+        return
+    if v["topology"] != "auto" or v["tunnel"] is not None:
+        why = "topology='off'" if v["topology"] != "auto" else "a tunnel"
+        raise ConfigError(
+            f"role='reader' routes over the Aurora cluster's readers, which {why} rules "
+            "out; connect to the reader endpoint (cluster-ro) without role=, or drop "
+            f"{why.split('=')[0]}"
+        )
+    if Cluster.of(v["host"], v["port"]) is None:
+        raise ConfigError(
+            f"role='reader' needs an Aurora cluster endpoint (NAME.cluster-ID.REGION.rds."
+            f"amazonaws.com), not {v['host']!r}; for another database, connect to a "
+            "replica's own endpoint"
+        )
+
+
+def _flag(value: Any, name: str) -> bool:
+    """A bool, or its spelling in a URL or environment variable."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in FLAGS:
+        return FLAGS[value.lower()]
+    raise ConfigError(f"bad value for {name}: {value!r}; expected True or False")
+
+
+FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def _choice(value: Any, name: str, allowed: tuple[str, ...]) -> Any:

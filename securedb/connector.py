@@ -16,19 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import dataclasses
 import os
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Hashable, Mapping
 from typing import Any
 
-from securedb import _extras, _log, drivers, tls
+from securedb import _extras, _log, drivers, tls, topology
 from securedb.config import Config, is_loopback, split_options
 from securedb.credentials import RefreshAheadCache, cache_for, identity
 from securedb.credentials.base import Credential
 from securedb.drivers import Driver, Failure
-from securedb.errors import AuthenticationError, ConfigError, SecureDBError, TLSError
+from securedb.errors import AuthenticationError, ConfigError, SecureDBError, TLSError, TopologyError
+from securedb.topology import Missed, Outcome, Pause, Plan, Reached, Topology, Visit
 
 __all__ = ["Connector", "async_connect", "connect"]
 
@@ -107,21 +111,40 @@ class Connector:
         self._cfg = cfg
         self._resolved = cfg if cfg.engine and cfg.host else None
         self._by_dbname: dict[str, Config] = {}
+        self._by_host: dict[tuple[str | None, str], Config] = {}
+        self._topology: Topology | None = None
         self._lock = threading.Lock()
         _connectors.add(self)
         self._acquire()
 
     def _acquire(self) -> None:
         key, self._cache = _registry.acquire(self._cfg)
-        self._release = weakref.finalize(self, _registry.release, key, self._cache)
+        self._held: dict[Hashable, RefreshAheadCache] = {key: self._cache}
+        self._release = weakref.finalize(self, _release_all, self._held)
 
     @property
     def cache(self) -> RefreshAheadCache:
+        self._take_back()
+        return self._cache
+
+    def _take_back(self) -> None:
+        """After `close()`, a connector used again takes its cache back."""
         if not self._release.alive:
             with self._lock:
                 if not self._release.alive:
                     self._acquire()
-        return self._cache
+
+    def _cache_for(self, cfg: Config) -> RefreshAheadCache:
+        """The credential cache for `cfg`: the connector's own, or for an Aurora instance
+        (another host) the one of its identity, since a token is signed for one host."""
+        if cfg.host == (self._resolved or self._cfg).host:
+            return self.cache
+        self._take_back()
+        key = identity(cfg)
+        with self._lock:
+            if key not in self._held:
+                self._held[key] = _registry.acquire(cfg)[1]
+            return self._held[key]
 
     @property
     def config(self) -> Config:
@@ -182,10 +205,56 @@ class Connector:
         absent = _extras.missing("securedb.connect()", _extras.driver_modules(cfg.engine, False))
         if absent is not None:
             return absent
+        cluster = self._topology_of(cfg)
+        if cluster is None:
+            return self._reach(driver, cfg, args)
+        return self._routed(driver, cfg, args, self._plan(cfg, cluster))
+
+    def _reach(self, driver: Driver, cfg: Config, args: Mapping[str, Any]) -> Any:
+        """A connection to `cfg`'s host, or the clean error to raise."""
         outcome = self._attempt(driver, cfg, args, retry=True)
         if outcome is _RETRY:
             outcome = self._attempt(driver, cfg, args, retry=False)
         return outcome
+
+    def _routed(self, driver: Driver, cfg: Config, args: Mapping[str, Any], plan: Plan) -> Any:
+        """Carry out a topology plan: the connection it chose, or the clean error."""
+        opened: list[Any] = []
+        chosen = None
+        outcome: Outcome = None
+        try:
+            while True:
+                step = plan.send(outcome)
+                if isinstance(step, Pause):
+                    time.sleep(step.seconds)
+                    outcome = None
+                    continue
+                outcome = self._visit(driver, cfg, args, step)
+                if isinstance(outcome, Reached):
+                    opened.append(outcome.conn)
+        except StopIteration as done:
+            chosen = done.value
+            return chosen
+        except Exception as exc:
+            return _bare(exc)
+        finally:
+            for conn in opened:
+                if conn is not chosen:
+                    _close_quietly(conn)
+
+    def _visit(self, driver: Driver, cfg: Config, args: Mapping[str, Any], visit: Visit) -> Outcome:
+        target = self._for_host(cfg, visit.host)
+        conn = self._reach(driver, target, args)
+        if isinstance(conn, BaseException):
+            return Missed(conn, driver.classify(conn) is Failure.FAILOVER)
+        if not visit.read:
+            return Reached(conn, None)
+        try:
+            answer = driver.read_topology(conn)
+        except Exception as exc:
+            return _unread(exc, driver, target, conn)
+        assert self._topology is not None
+        return _judged(answer, self._topology, visit.host, conn)
 
     async def _open_async(self, dbname: str | None, args: Mapping[str, Any]) -> Any:
         try:
@@ -199,15 +268,96 @@ class Connector:
             absent = await asyncio.to_thread(_extras.missing, "securedb.async_connect()", modules)
             if absent is not None:
                 return absent
+        cluster = self._topology_of(cfg)
+        if cluster is None:
+            return await self._reach_async(driver, cfg, args)
+        return await self._routed_async(driver, cfg, args, self._plan(cfg, cluster))
+
+    async def _reach_async(self, driver: Driver, cfg: Config, args: Mapping[str, Any]) -> Any:
         outcome = await self._attempt_async(driver, cfg, args, retry=True)
         if outcome is _RETRY:
             outcome = await self._attempt_async(driver, cfg, args, retry=False)
         return outcome
 
+    async def _routed_async(
+        self, driver: Driver, cfg: Config, args: Mapping[str, Any], plan: Plan
+    ) -> Any:
+        opened: list[Any] = []
+        chosen = None
+        outcome: Outcome = None
+        try:
+            while True:
+                step = plan.send(outcome)
+                if isinstance(step, Pause):
+                    await asyncio.sleep(step.seconds)
+                    outcome = None
+                    continue
+                outcome = await self._visit_async(driver, cfg, args, step)
+                if isinstance(outcome, Reached):
+                    opened.append(outcome.conn)
+        except StopIteration as done:
+            chosen = done.value
+            return chosen
+        except Exception as exc:
+            return _bare(exc)
+        finally:
+            for conn in opened:
+                if conn is not chosen:
+                    await _close_quietly_async(conn)
+
+    async def _visit_async(
+        self, driver: Driver, cfg: Config, args: Mapping[str, Any], visit: Visit
+    ) -> Outcome:
+        target = self._for_host(cfg, visit.host)
+        conn = await self._reach_async(driver, target, args)
+        if isinstance(conn, BaseException):
+            return Missed(conn, driver.classify(conn) is Failure.FAILOVER)
+        if not visit.read:
+            return Reached(conn, None)
+        try:
+            answer = await driver.read_topology_async(conn)
+        except Exception as exc:
+            return _unread(exc, driver, target, conn)
+        assert self._topology is not None
+        return _judged(answer, self._topology, visit.host, conn)
+
+    def _topology_of(self, cfg: Config) -> Topology | None:
+        """The shared topology of `cfg`'s Aurora cluster, if its connections are routed."""
+        if self._topology is None:
+            cluster = cfg.cluster
+            if cluster is None:
+                return None
+            self._topology = topology.shared(cfg.engine or "", cluster)
+        return self._topology
+
+    def _plan(self, cfg: Config, cluster: Topology) -> Plan:
+        host = cfg.host or ""
+        if cfg.wants_reader:
+            return topology.reader_plan(
+                cluster, host, cfg.max_lag, cfg.reader_fallback, cfg.connect_timeout
+            )
+        return topology.writer_plan(cluster, host, cfg.connect_timeout)
+
+    def _for_host(self, cfg: Config, host: str) -> Config:
+        """`cfg` for one instance of its cluster: TLS verifies, and a token signs, that name."""
+        if host == cfg.host:
+            return cfg
+        key = (cfg.dbname, host)
+        if key not in self._by_host:
+            self._by_host[key] = dataclasses.replace(cfg, host=host)
+        return self._by_host[key]
+
+    def failed_over(self) -> None:
+        """A failover-class error was seen on a connection: for an Aurora cluster, the
+        next connection looks for the writer again."""
+        if self._topology is not None:
+            self._topology.failed_over()
+
     def _attempt(self, driver: Driver, cfg: Config, args: Mapping[str, Any], retry: bool) -> Any:
         """A connection, `_RETRY` after a first refusal, or the clean error to raise."""
+        cache = self._cache_for(cfg)
         try:
-            cred = self.cache.get()
+            cred = cache.get()
         except SecureDBError as exc:
             return _detached(exc)
         try:
@@ -219,7 +369,7 @@ class Connector:
         self, driver: Driver, cfg: Config, args: Mapping[str, Any], retry: bool
     ) -> Any:
         try:
-            cred = await self.credential_async()
+            cred = await self._credential_async(self._cache_for(cfg))
         except SecureDBError as exc:
             return _detached(exc)
         try:
@@ -233,11 +383,12 @@ class Connector:
         """`_RETRY` for a first refusal of a managed credential, else the error to raise."""
         failure = driver.classify(exc)
         managed = cfg.auth != "password"
-        if failure is Failure.AUTH and retry and managed and self.cache.invalidate(cred):
+        cache = self._cache_for(cfg)
+        if failure is Failure.AUTH and retry and managed and cache.invalidate(cred):
             logger.info(
                 "%s refused %s (version %s); refreshing once",
                 cfg.endpoint,
-                self.cache.source.name,
+                cache.source.name,
                 cred.version,
             )
             return _RETRY
@@ -248,7 +399,10 @@ class Connector:
 
         Tasks and threads share the cache's single in-flight fetch.
         """
-        cache = self.cache
+        return await self._credential_async(self.cache)
+
+    @staticmethod
+    async def _credential_async(cache: RefreshAheadCache) -> Credential:
         value = cache.get_cached()
         if value is None:
             value = await asyncio.to_thread(cache.get)
@@ -274,6 +428,54 @@ class Connector:
 
 _RETRY = object()
 _connectors: weakref.WeakSet[Connector] = weakref.WeakSet()  # for their locks after a fork
+
+
+def _release_all(held: dict[Hashable, RefreshAheadCache]) -> None:
+    for key, cache in held.items():
+        _registry.release(key, cache)
+    held.clear()
+
+
+def _bare(exc: Exception) -> Exception:
+    """`exc` (clean already) without the traceback through a plan, whose frames hold
+    connections."""
+    exc.__cause__ = exc.__context__ = None
+    return exc.with_traceback(None)
+
+
+def _unread(exc: Exception, driver: Driver, cfg: Config, conn: Any) -> Outcome:
+    """The topology query failed: the connection was lost, or this is not Aurora."""
+    _close_quietly(conn)
+    failure = driver.classify(exc)
+    if failure is Failure.FAILOVER:
+        return Missed(_translate(exc, failure, cfg, ""), True)
+    error = TopologyError(
+        f"could not read the Aurora topology on {cfg.endpoint} ({type(exc).__name__}): is "
+        "this an Aurora cluster? pass topology='off' to connect through the endpoint's "
+        "DNS name only",
+        host=cfg.host,
+        port=cfg.port,
+    )
+    return Missed(error, False)
+
+
+def _judged(answer: topology.Answer, cluster: Topology, where: str, conn: Any) -> Reached:
+    try:
+        return Reached(conn, topology.snapshot(answer, cluster.cluster, where))
+    except TopologyError as exc:
+        return Reached(conn, None, exc)
+
+
+def _close_quietly(conn: Any) -> None:
+    with contextlib.suppress(Exception):
+        conn.close()
+
+
+async def _close_quietly_async(conn: Any) -> None:
+    with contextlib.suppress(Exception):
+        result = conn.close()
+        if asyncio.iscoroutine(result):
+            await result
 
 
 def _fields(cfg: Config) -> dict[str, Any]:
@@ -326,6 +528,7 @@ def reset() -> None:
     for connector in connectors:
         connector.close()
     _registry.reset()
+    topology.forget()
 
 
 async def async_connect(url: str | Config | None = None, **options: Any) -> Any:
@@ -447,6 +650,7 @@ def _after_fork_in_child() -> None:
     _memo.lock = threading.Lock()
     for connector in list(_connectors):
         connector._lock = threading.Lock()
+    topology.after_fork_in_child()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -8,6 +8,8 @@ Everything securedb raises is one of these::
     │                          token signing failed
     ├── TLSError               untrusted certificate, host-name mismatch, server without TLS
     ├── AuthenticationError    the database refused credentials even after a refresh and retry
+    ├── TopologyError          an Aurora topology answer securedb cannot trust
+    ├── NoReaderError          no healthy Aurora reader (and reader_fallback is off)
     └── FailoverError          retries exhausted
         └── TransactionOutcomeUnknown    the connection died during COMMIT
 
@@ -23,8 +25,10 @@ __all__ = [
     "ConfigError",
     "CredentialsError",
     "FailoverError",
+    "NoReaderError",
     "SecureDBError",
     "TLSError",
+    "TopologyError",
     "TransactionOutcomeUnknown",
 ]
 
@@ -59,6 +63,16 @@ class AuthenticationError(SecureDBError):
     """The database refused the credentials, even after one refresh and retry."""
 
 
+class TopologyError(SecureDBError):
+    """An Aurora topology answer is not one to trust: no writer, two writers, or an
+    instance name that is not an instance of the cluster. Nothing is sent to it."""
+
+
+class NoReaderError(SecureDBError):
+    """No Aurora reader is healthy (each is lagging or unreachable), and
+    ``reader_fallback`` does not allow the writer."""
+
+
 class FailoverError(SecureDBError):
     """Retries after failover-class errors ran out; the last error is chained."""
 
@@ -73,6 +87,8 @@ for _cls in (
     CredentialsError,
     TLSError,
     AuthenticationError,
+    TopologyError,
+    NoReaderError,
     FailoverError,
     TransactionOutcomeUnknown,
 ):

@@ -149,7 +149,7 @@ def _create(connector: Connector, engine_options: dict[str, Any], is_async: bool
         message = f"{exc}; securedb options are {', '.join(sorted(OPTIONS))}"
     else:
         sync_engine = eng.sync_engine if is_async else eng
-        sqlalchemy.event.listen(sync_engine, "handle_error", _failover_listener(cfg.engine or ""))
+        sqlalchemy.event.listen(sync_engine, "handle_error", _failover_listener(connector))
         return eng
     raise ConfigError(message)
 
@@ -167,16 +167,20 @@ def check_pool_arguments(engine_options: dict[str, Any]) -> None:
             )
 
 
-def _failover_listener(engine_name: str) -> Any:
+def _failover_listener(connector: Connector) -> Any:
     """Mark failover-class errors as disconnects, so SQLAlchemy invalidates the whole pool.
 
     SQLAlchemy's own checks only see closed or broken connections; a read-only error
     (the old writer came back as a standby) would leave "healthy" connections to it.
+    For an Aurora cluster, the next connection looks for the writer again.
     """
     from securedb.failover import RETRIED, failure_of
+
+    engine_name = connector.config.engine or ""
 
     def on_error(context: Any) -> None:
         if failure_of(context.original_exception, engine_name) in RETRIED:
             context.is_disconnect = True
+            connector.failed_over()
 
     return on_error

@@ -93,6 +93,8 @@ def test_error_tree() -> None:
         "ConfigError",
         "CredentialsError",
         "TLSError",
+        "TopologyError",
+        "NoReaderError",
         "AuthenticationError",
         "FailoverError",
         "TransactionOutcomeUnknown",

@@ -4,7 +4,9 @@ Each module exposes ``check_args(args, local)`` (refuses driver arguments that s
 owns, that it does not know, or that weaken TLS for a server off this machine),
 ``connect_kwargs(cfg, cred, args)`` (the one place where driver arguments are merged,
 securedb's endpoint and TLS keys last), ``connect(cfg, cred, args)`` and its twin
-``connect_async`` (each imports its driver on first use) and ``classify(exc)``.
+``connect_async`` (each imports its driver on first use), ``classify(exc)``, and
+``read_topology(conn)`` with its twin (an Aurora cluster's instances, as the server
+reports them).
 Error-code and argument tables live only in the adapters.
 """
 
@@ -20,6 +22,7 @@ from typing import Any, Protocol
 from securedb.config import OPTIONS, Config
 from securedb.credentials.base import Credential
 from securedb.errors import ConfigError
+from securedb.topology import Answer
 
 __all__ = ["ArgTables", "Driver", "Failure", "check_owned", "load"]
 
@@ -45,6 +48,8 @@ class Driver(Protocol):
         self, cfg: Config, cred: Credential, args: Mapping[str, Any]
     ) -> Any: ...
     def classify(self, exc: BaseException) -> Failure | None: ...
+    def read_topology(self, conn: Any) -> Answer: ...
+    async def read_topology_async(self, conn: Any) -> Answer: ...
 
 
 def check_owned(

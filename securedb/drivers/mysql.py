@@ -21,8 +21,17 @@ from securedb import tls
 from securedb.config import Config
 from securedb.credentials.base import Credential
 from securedb.drivers import ArgTables, Failure, check_owned
+from securedb.topology import Answer, Row
 
-__all__ = ["check_args", "classify", "connect", "connect_async", "connect_kwargs"]
+__all__ = [
+    "check_args",
+    "classify",
+    "connect",
+    "connect_async",
+    "connect_kwargs",
+    "read_topology",
+    "read_topology_async",
+]
 
 _CREDENTIAL = "use auth='iam', secret_id=, or a password in the URL with auth='password'"
 _OPTION_FILE = "pass options directly; an option file could redirect the connection"
@@ -241,6 +250,42 @@ def _async_connection_class() -> type:
 
     AsyncConnection.__module__ = "aiomysql.connection"
     return AsyncConnection
+
+
+# Aurora MySQL's view of the cluster, the answering instance, and whether it takes writes.
+TOPOLOGY_SQL = (
+    "SELECT SERVER_ID, SESSION_ID = 'MASTER_SESSION_ID', REPLICA_LAG_IN_MILLISECONDS, "
+    "LAST_UPDATE_TIMESTAMP, @@aurora_server_id, @@innodb_read_only = 0 "
+    "FROM information_schema.replica_host_status"
+)
+
+
+def read_topology(conn: Any) -> Answer:
+    """The cluster's topology as `conn`'s instance reports it; the connection is left idle."""
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(TOPOLOGY_SQL)
+            rows = cursor.fetchall()
+    finally:
+        conn.rollback()
+    return _answer(rows)
+
+
+async def read_topology_async(conn: Any) -> Answer:
+    try:
+        async with conn.cursor() as cursor:
+            await cursor.execute(TOPOLOGY_SQL)
+            rows = await cursor.fetchall()
+    finally:
+        await conn.rollback()
+    return _answer(rows)
+
+
+def _answer(rows: Any) -> Answer:
+    """MySQL spells a comparison's truth 1 or 0."""
+    rows = list(rows)
+    here, writable = (rows[0][4], rows[0][5] == 1) if rows else (None, None)
+    return Answer([Row(r[0], r[1] == 1, r[2], r[3]) for r in rows], here, writable)
 
 
 def classify(exc: BaseException) -> Failure | None:

@@ -13,6 +13,7 @@ from securedb.config import Config
 from securedb.credentials.base import Credential
 from securedb.drivers import ArgTables, Failure, check_owned
 from securedb.errors import ConfigError
+from securedb.topology import Answer, Row
 
 if TYPE_CHECKING:
     import psycopg
@@ -24,6 +25,8 @@ __all__ = [
     "connect",
     "connect_async",
     "connect_kwargs",
+    "read_topology",
+    "read_topology_async",
 ]
 
 _CREDENTIAL = "use auth='iam', secret_id=, or a password in the URL with auth='password'"
@@ -206,6 +209,38 @@ async def connect_async(
     import psycopg
 
     return await psycopg.AsyncConnection.connect(**connect_kwargs(cfg, cred, args))
+
+
+# Aurora PostgreSQL's view of the cluster, the answering instance, and whether it takes
+# writes, in one round trip; schema-qualified so no search_path can stand in for them.
+TOPOLOGY_SQL = (
+    "SELECT s.server_id, s.session_id OPERATOR(pg_catalog.=) 'MASTER_SESSION_ID', "
+    "s.replica_lag_in_msec, s.last_update_timestamp, "
+    "pg_catalog.aurora_db_instance_identifier(), NOT pg_catalog.pg_is_in_recovery() "
+    "FROM pg_catalog.aurora_replica_status() AS s"
+)
+
+
+def read_topology(conn: psycopg.Connection[Any]) -> Answer:
+    """The cluster's topology as `conn`'s instance reports it; the connection is left idle."""
+    try:
+        rows = conn.execute(TOPOLOGY_SQL).fetchall()
+    finally:
+        conn.rollback()
+    return _answer(rows)
+
+
+async def read_topology_async(conn: psycopg.AsyncConnection[Any]) -> Answer:
+    try:
+        rows = await (await conn.execute(TOPOLOGY_SQL)).fetchall()
+    finally:
+        await conn.rollback()
+    return _answer(rows)
+
+
+def _answer(rows: list[Any]) -> Answer:
+    here, writable = (rows[0][4], rows[0][5]) if rows else (None, None)
+    return Answer([Row(*row[:4]) for row in rows], here, writable)
 
 
 def classify(exc: BaseException) -> Failure | None:

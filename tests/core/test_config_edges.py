@@ -106,7 +106,8 @@ RDS = "mydb.abc123.eu-west-2.rds.amazonaws.com"
         (
             lambda: Config.from_url(f"postgresql://u@{RDS}/db", auth="iam", colour="red"),
             "unknown option colour; securedb options are auth, ca_bundle, connect_args, "
-            "connect_timeout, iam_token_ttl, refresh, region, secret_id, secret_ttl, tunnel",
+            "connect_timeout, iam_token_ttl, max_lag, reader_fallback, refresh, region, role, "
+            "secret_id, secret_ttl, topology, tunnel",
         ),
         (
             lambda: Config(auth="iam", engine="postgresql", host=RDS, user="u", port=0),
@@ -131,7 +132,8 @@ RDS = "mydb.abc123.eu-west-2.rds.amazonaws.com"
         (
             lambda: Config.from_url(f"postgresql://u@{RDS}/db", auth="iam", b=1, a=2),
             "unknown option a, b; securedb options are auth, ca_bundle, connect_args, "
-            "connect_timeout, iam_token_ttl, refresh, region, secret_id, secret_ttl, tunnel",
+            "connect_timeout, iam_token_ttl, max_lag, reader_fallback, refresh, region, role, "
+            "secret_id, secret_ttl, topology, tunnel",
         ),
         (
             lambda: split_options(
@@ -220,7 +222,8 @@ def test_config_repr_shows_values_and_masks_the_password() -> None:
     assert repr(cfg) == (
         "Config(auth='password', engine='postgresql', host='localhost', port=5433, "
         "user='app', dbname='db', password=***, iam_token_ttl=900, secret_ttl=3600.0, "
-        "refresh='lazy', connect_timeout=5.0)"
+        "refresh='lazy', connect_timeout=5.0, topology='auto', max_lag=5.0, "
+        "reader_fallback=False)"
     )
 
 
