@@ -344,7 +344,8 @@ class Connector:
             return cfg
         key = (cfg.dbname, host)
         if key not in self._by_host:
-            self._by_host[key] = dataclasses.replace(cfg, host=host)
+            # An instance endpoint is not routed: the role was the cluster endpoint's.
+            self._by_host[key] = dataclasses.replace(cfg, host=host, role=None)
         return self._by_host[key]
 
     def failed_over(self) -> None:

@@ -2,19 +2,54 @@
 
 Outside CI a machine that cannot run the bed skips the tests that need it; under
 `CI=true` a missing server is a failure, and so is any skipped test.
+
+The test process resolves names through a private /etc/hosts (bed/names.py), entered at
+configure time while it still has a single thread: the emulated Aurora cluster moves
+its DNS names there.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from bed import held, pam
+from bed import held, names, pam
 from bed.bed import Bed, can_start
+from bed.procs import BedError
+
+if TYPE_CHECKING:
+    from bed.aurora import AuroraCluster
 
 IN_CI = os.environ.get("CI") == "true"
+HOSTS = pytest.StashKey[names.Hosts | str]()  # the private /etc/hosts, or why there is none
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the session a private /etc/hosts while it has one thread (bed/names.py), for
+    the emulated Aurora cluster's names; the machine's own file is never touched."""
+    reason = names.can_enter()
+    if reason is None:
+        path = Path(tempfile.mkdtemp(prefix="securedb-hosts-")) / "hosts"
+        try:
+            config.stash[HOSTS] = names.enter_private_hosts(path)
+            return
+        except BedError as exc:
+            shutil.rmtree(path.parent, ignore_errors=True)
+            reason = str(exc)
+    config.stash[HOSTS] = reason
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    hosts = config.stash.get(HOSTS, None)
+    if isinstance(hosts, names.Hosts):
+        hosts.close()
+        hosts.path.parent.rmdir()
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +73,24 @@ def bed(request: pytest.FixtureRequest) -> Iterator[Bed]:
     assert not any(path.exists() for path in started.pam_files), "PAM files left in /etc/pam.d"
     assert not (pam.SHARED / f"{started.run_id}.json").exists()
     assert not started.root.exists(), f"bed directory left: {started.root}"
+
+
+@pytest.fixture(scope="session")
+def aurora(bed: Bed, pytestconfig: pytest.Config) -> AuroraCluster:
+    """The emulated Aurora cluster (bed/aurora.py), started by the first test that asks."""
+    hosts = pytestconfig.stash[HOSTS]
+    if isinstance(hosts, str):
+        if IN_CI:
+            pytest.fail(f"CI=true and the Aurora cluster cannot start: {hosts}")
+        pytest.skip(hosts)
+    return bed.aurora(hosts)
+
+
+@pytest.fixture
+def aurora_fresh(aurora: AuroraCluster) -> Iterator[AuroraCluster]:
+    """The Aurora cluster, rebuilt after the test if the test changed it (a failover...)."""
+    yield aurora
+    aurora.rebuild()
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +119,8 @@ BED_START = pytest.StashKey[float]()
 
 
 def _parts(bed: Bed) -> list:  # type: ignore[type-arg]
-    return [bed.primary, bed.replica, bed.mariadb, bed.proxy_password, bed.proxy_iam, bed.moto]
+    servers = [bed.primary, bed.replica, bed.mariadb, bed.proxy_password, bed.proxy_iam, bed.moto]
+    return servers + (list(bed.aurora_cluster.nodes.values()) if bed.aurora_cluster else [])
 
 
 def _alive(pid: int) -> bool:
