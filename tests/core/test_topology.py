@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from securedb import topology
-from securedb.errors import NoReaderError, TopologyError
+from securedb.errors import ConfigError, NoReaderError, TopologyError
 from securedb.topology import (
     Answer,
     Cluster,
@@ -287,3 +287,57 @@ def test_with_no_healthy_reader_an_error_or_the_writer() -> None:
         drive(reader_plan(Topology(CLUSTER), ENDPOINT, 5, False, 5), world)
     conn, _ = drive(reader_plan(Topology(CLUSTER), ENDPOINT, 5, True, 5), world)
     assert conn == host("w-1")
+
+
+def test_the_mysql_adapter_reads_truth_spelt_one_or_zero() -> None:
+    from securedb.drivers import mysql
+
+    rows = [("w-1", 1, 0.0, NOW, "r-2", 0), ("r-2", 0, 120.0, NOW, "r-2", 0)]
+    read = mysql._answer(rows)
+    assert read == Answer([Row("w-1", True, 0.0, NOW), Row("r-2", False, 120.0, NOW)], "r-2", False)
+    assert snapshot(read, CLUSTER, ENDPOINT).readers[0].lag == 0.12
+    assert mysql._answer([]) == Answer([], None, None)
+
+
+def test_the_postgres_adapter_reads_its_row_shape() -> None:
+    from securedb.drivers import postgres
+
+    read = postgres._answer([("w-1", True, None, NOW, "w-1", True)])
+    assert read == Answer([Row("w-1", True, None, NOW)], "w-1", True)
+    assert snapshot(read, CLUSTER, ENDPOINT).on_writer
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"role": "reader", "topology": "off"}, "topology='off' rules out"),
+        ({"role": "reader", "tunnel": "127.0.0.1:5433"}, "a tunnel rules out"),
+        ({"role": "primary"}, "bad value for role: 'primary'"),
+        ({"topology": "on"}, "bad value for topology: 'on'"),
+        ({"max_lag": -1}, "bad value for max_lag"),
+        ({"reader_fallback": "maybe"}, "bad value for reader_fallback: 'maybe'"),
+    ],
+)
+def test_routing_options_are_checked(options: dict[str, Any], says: str) -> None:
+    from securedb.config import Config
+
+    with pytest.raises(ConfigError) as caught:
+        Config.from_url(f"postgresql://u@{ENDPOINT}/db", auth="iam", **options)
+    assert says in str(caught.value)
+
+
+def test_routing_options_from_a_url_and_the_environment() -> None:
+    from securedb.config import Config
+
+    cfg = Config.from_url(
+        f"postgresql://u@{ENDPOINT}/db?role=reader&reader_fallback=true&max_lag=2", auth="iam"
+    )
+    assert (cfg.wants_reader, cfg.reader_fallback, cfg.max_lag) == (True, True, 2.0)
+    env = {
+        "SECUREDB_URL": f"postgresql://u@{ENDPOINT}/db",
+        "SECUREDB_AUTH": "iam",
+        "SECUREDB_TOPOLOGY": "off",
+    }
+    assert Config.from_env(env).cluster is None
+    assert Config.from_url(f"postgresql://u@app.cluster-ro-{DOMAIN}/db", auth="iam").wants_reader
+    assert not Config.from_url(f"postgresql://u@{ENDPOINT}/db", auth="iam").wants_reader
