@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from bed import certs, mariadb, pam, procs
 from bed.forwarder import Forwarder
@@ -20,6 +21,10 @@ from bed.mariadb import MariaDB
 from bed.moto import ACCESS_KEY_ID, SECRET_ACCESS_KEY, Moto
 from bed.pgbouncer import PgBouncer
 from bed.postgres import Postgres
+
+if TYPE_CHECKING:
+    from bed.aurora import AuroraCluster
+    from bed.names import Hosts
 
 RDS_PG_PORT, RDS_MYSQL_PORT = 5432, 3306
 VERIFIER_SOURCE = Path(__file__).with_name("verifier.py")
@@ -47,6 +52,7 @@ class Bed:
         )
         self.proxy_iam = PgBouncer(self.root, "proxy-iam", "pam", self.pki.proxy, self.pki.ca)
         self.moto = Moto(self.root)
+        self.aurora_cluster: AuroraCluster | None = None
         self.forwarders: list[Forwarder] = []
         self.pam_files: list[Path] = []
         self.partitioned: list[int] = []
@@ -143,6 +149,21 @@ class Bed:
         groups[group].append(endpoint)
         self._write_verifier_conf(groups)
 
+    def aurora(self, hosts: Hosts) -> AuroraCluster:
+        """The emulated Aurora cluster (bed/aurora.py), its names in `hosts`.
+
+        Started on first use, not by `start()`, so that only its tests pay for it; it
+        stops with the bed.
+        """
+        if self.aurora_cluster is None:
+            from bed.aurora import AuroraCluster  # psycopg: imported by those tests only
+
+            cluster = AuroraCluster(self.root / "aurora", self.pki, self.pg_service, hosts)
+            for name in cluster.endpoints:
+                self.allow_endpoint("pg", f"{name}:{cluster.port}")
+            self.aurora_cluster = cluster.start()
+        return self.aurora_cluster
+
     def forwarder(self, target: tuple[str, int]) -> Forwarder:
         """A started TCP forwarder to `target`, stopped with the bed."""
         fwd = Forwarder(target).start()
@@ -191,6 +212,8 @@ class Bed:
             self.heal(port)
         for fwd in self.forwarders:
             fwd.stop()
+        if self.aurora_cluster is not None:
+            self.aurora_cluster.stop()
         for part in (self.proxy_password, self.proxy_iam, self.mariadb, self.moto):
             part.stop()
         self.replica.stop("immediate")

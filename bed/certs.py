@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import trustme
@@ -46,6 +46,7 @@ class Pki:
     postgres: ServerCert
     mysql: ServerCert
     proxy: ServerCert
+    authority: trustme.CA = field(repr=False)  # the trusted CA's key: see `issue`
 
 
 def make_pki(root: Path) -> Pki:
@@ -60,7 +61,14 @@ def make_pki(root: Path) -> Pki:
         postgres=_issue(ca, root, "postgres", "postgres", PG_INSTANCE, PG_CLUSTER, PG_READER),
         mysql=_issue(ca, root, "mysql", "mysql", MYSQL_INSTANCE),
         proxy=_issue(ca, root, "proxy", "postgres", PROXY),
+        authority=ca,
     )
+
+
+def issue(pki: Pki, name: str, owner: str, *names: str) -> ServerCert:
+    """One more server certificate from the CA the clients trust, for the loopback names
+    and `names`, written next to the others as `name`.crt and `name`.key."""
+    return _issue(pki.authority, pki.ca.parent, name, owner, *names)
 
 
 def _issue(ca: trustme.CA, root: Path, name: str, owner: str, *names: str) -> ServerCert:

@@ -36,9 +36,10 @@ CREATE DATABASE {DATABASE} OWNER {APP_USER};
 """
 
 
-def hba(pam_service: str) -> str:
+def hba(pam_service: str, network: str = "127.0.0.1/32") -> str:
+    """TLS logins from `network` (and ::1): replication, IAM through PAM, else scram."""
     lines = ["local all all trust", "hostnossl all all all reject"]
-    for net in ("127.0.0.1/32", "::1/128"):
+    for net in (network, "::1/128"):
         lines += [
             f"hostssl replication {REPLICATOR} {net} scram-sha-256",
             f"hostssl all +rds_iam {net} pam pamservice={pam_service}",
@@ -47,9 +48,9 @@ def hba(pam_service: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def server_conf(cert: ServerCert, ca: Path) -> str:
+def server_conf(cert: ServerCert, ca: Path, host: str = "127.0.0.1") -> str:
     return f"""
-listen_addresses = '127.0.0.1'
+listen_addresses = '{host}'
 ssl = on
 ssl_cert_file = '{cert.cert}'
 ssl_key_file = '{cert.key}'
@@ -69,7 +70,11 @@ log_line_prefix = '%m [%p] %u@%d '
 
 
 class Postgres:
-    """One PostgreSQL node. `primary` is the node a replica streams from, if any."""
+    """One PostgreSQL node. `primary` is the node a replica streams from, if any.
+
+    It listens on `host` and `port` (default: 127.0.0.1 and a free port), accepts TLS
+    logins from `network`, and adds `conf` to its postgresql.conf.
+    """
 
     def __init__(
         self,
@@ -79,13 +84,19 @@ class Postgres:
         ca: Path,
         pam_service: str,
         primary: Postgres | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        network: str = "127.0.0.1/32",
+        conf: str = "",
     ) -> None:
         self.name, self.cert, self.ca, self.pam_service = name, cert, ca, pam_service
         self.primary = primary
+        self.host, self.network, self.conf = host, network, conf
         self.data = root / name
         self.sockets = root / f"{name}-sock"
         self.log = root / f"{name}.log"
-        self.port = procs.free_port()
+        self.port = procs.free_port() if port is None else port
         self.proc: subprocess.Popen[bytes] | None = None
 
     def create(self) -> None:
@@ -98,6 +109,9 @@ class Postgres:
             self._initdb()
         else:
             self._basebackup(self.primary)
+        # A replica's files are its primary's copy: its own settings go last, and win.
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(server_conf(self.cert, self.ca, self.host) + self.conf)
 
     def _initdb(self) -> None:
         procs.run_as(
@@ -115,9 +129,7 @@ class Postgres:
                 "--no-instructions",
             ],
         )
-        with open(self.data / "postgresql.conf", "a") as conf:
-            conf.write(server_conf(self.cert, self.ca))
-        (self.data / "pg_hba.conf").write_text(hba(self.pam_service))
+        (self.data / "pg_hba.conf").write_text(hba(self.pam_service, self.network))
 
     def _basebackup(self, primary: Postgres) -> None:
         conninfo = self.replication_conninfo(primary)
@@ -144,7 +156,7 @@ class Postgres:
     def replication_conninfo(self, primary: Postgres, password: str = REPLICATOR_PASSWORD) -> str:
         secret = f" password={password}" if password else ""
         return (
-            f"host=127.0.0.1 port={primary.port} user={REPLICATOR}{secret} "
+            f"host={primary.host} port={primary.port} user={REPLICATOR}{secret} "
             f"sslmode=verify-full sslrootcert={self.ca} application_name={self.name}"
         )
 

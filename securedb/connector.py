@@ -254,6 +254,9 @@ class Connector:
         except Exception as exc:
             return _unread(exc, driver, target, conn)
         assert self._topology is not None
+        if answer is None:  # not Aurora: this cluster's connections go by DNS
+            self._topology.dns_only = True
+            return Reached(conn, None)
         return _judged(answer, self._topology, visit.host, conn)
 
     async def _open_async(self, dbname: str | None, args: Mapping[str, Any]) -> Any:
@@ -319,6 +322,9 @@ class Connector:
         except Exception as exc:
             return _unread(exc, driver, target, conn)
         assert self._topology is not None
+        if answer is None:  # not Aurora: this cluster's connections go by DNS
+            self._topology.dns_only = True
+            return Reached(conn, None)
         return _judged(answer, self._topology, visit.host, conn)
 
     def _topology_of(self, cfg: Config) -> Topology | None:
@@ -328,7 +334,7 @@ class Connector:
             if cluster is None:
                 return None
             self._topology = topology.shared(cfg.engine or "", cluster)
-        return self._topology
+        return None if self._topology.dns_only else self._topology
 
     def _plan(self, cfg: Config, cluster: Topology) -> Plan:
         host = cfg.host or ""
@@ -351,7 +357,7 @@ class Connector:
     def failed_over(self) -> None:
         """A failover-class error was seen on a connection: for an Aurora cluster, the
         next connection looks for the writer again."""
-        if self._topology is not None:
+        if self._topology is not None and not self._topology.dns_only:
             self._topology.failed_over()
 
     def _attempt(self, driver: Driver, cfg: Config, args: Mapping[str, Any], retry: bool) -> Any:
@@ -451,9 +457,8 @@ def _unread(exc: Exception, driver: Driver, cfg: Config, conn: Any) -> Outcome:
     if failure is Failure.FAILOVER:
         return Missed(_translate(exc, failure, cfg, ""), True)
     error = TopologyError(
-        f"could not read the Aurora topology on {cfg.endpoint} ({type(exc).__name__}): is "
-        "this an Aurora cluster? pass topology='off' to connect through the endpoint's "
-        "DNS name only",
+        f"could not read the Aurora topology on {cfg.endpoint} ({type(exc).__name__}); "
+        "pass topology='off' to connect through the endpoint's DNS name only",
         host=cfg.host,
         port=cfg.port,
     )

@@ -182,6 +182,7 @@ class Topology:
         self.current: Snapshot | None = None
         self.read_at = 0.0
         self.suspect = False
+        self.dns_only = False  # the server has no topology view: not Aurora
         self.down: dict[str, datetime.datetime | None] = {}
         self.turn = random.randrange(1 << 16)  # noqa: S311 (processes start at different readers)
 
@@ -321,6 +322,8 @@ def writer_plan(topology: Topology, endpoint: str, window: float) -> Plan:
     """
     if topology.current is None:
         conn, first = _trusted((yield Visit(endpoint, None, True)))
+        if first is None:
+            return conn
         topology.learn(first)
         if first.on_writer:
             return conn
@@ -347,15 +350,14 @@ def writer_plan(topology: Topology, endpoint: str, window: float) -> Plan:
         yield Pause(SEARCH_PAUSE)
 
 
-def _trusted(outcome: Outcome) -> tuple[Any, Snapshot]:
+def _trusted(outcome: Outcome) -> tuple[Any, Snapshot | None]:
     """The first answer of all: a failure or a lie is raised, there is nothing to fall
-    back on."""
+    back on. No snapshot: the server has no topology (the connection goes by DNS)."""
     if isinstance(outcome, Missed):
         raise outcome.error
     assert isinstance(outcome, Reached)
     if outcome.error is not None:
         raise outcome.error
-    assert outcome.snapshot is not None
     return outcome.conn, outcome.snapshot
 
 
@@ -408,6 +410,8 @@ def reader_plan(
     """
     if topology.current is None:
         conn, first = _trusted((yield Visit(endpoint, None, True)))
+        if first is None:
+            return conn
         topology.learn(first)
         if any(r.server_id == first.here for r in topology.healthy_readers(max_lag)):
             return conn

@@ -112,14 +112,21 @@ def flip(cluster: AuroraCluster, ledger: Ledger, enough: float) -> tuple[float, 
 
 
 def run_threads(
-    cluster: AuroraCluster, unit: Callable[[str], str], enough: float
+    cluster: AuroraCluster,
+    unit: Callable[[str], str],
+    enough: float,
+    done: Callable[[], None] = lambda: None,
 ) -> tuple[Ledger, float, str]:
+    """`WORKERS` threads running `unit` through a flip; each calls `done` as it ends."""
     ledger = Ledger()
     stop = threading.Event()
 
     def work() -> None:
-        while not stop.is_set():
-            ledger.record(uuid.uuid4().hex, unit)
+        try:
+            while not stop.is_set():
+                ledger.record(uuid.uuid4().hex, unit)
+        finally:
+            done()
 
     threads = [threading.Thread(target=work) for _ in range(WORKERS)]
     for thread in threads:
@@ -317,10 +324,10 @@ def test_writer_flip_django(
             }
         }
     )["default"]
-    try:
-        ledger, promoted, new = run_threads(cluster, django_unit("aurora"), enough=DNS_DELAY / 2)
-    finally:
-        connections.close_all()
+    # Django's connections are per thread: each worker closes its own.
+    ledger, promoted, new = run_threads(
+        cluster, django_unit("aurora"), enough=DNS_DELAY / 2, done=connections.close_all
+    )
     check_rows(cluster, ledger, new)
     first = ledger.first_on(new)
     report(request, "django: promotion to first commit", first and first - promoted)

@@ -6,7 +6,7 @@ owns, that it does not know, or that weaken TLS for a server off this machine),
 securedb's endpoint and TLS keys last), ``connect(cfg, cred, args)`` and its twin
 ``connect_async`` (each imports its driver on first use), ``classify(exc)``, and
 ``read_topology(conn)`` with its twin (an Aurora cluster's instances, as the server
-reports them).
+reports them; None from a server that has no such view).
 Error-code and argument tables live only in the adapters.
 """
 
@@ -48,8 +48,8 @@ class Driver(Protocol):
         self, cfg: Config, cred: Credential, args: Mapping[str, Any]
     ) -> Any: ...
     def classify(self, exc: BaseException) -> Failure | None: ...
-    def read_topology(self, conn: Any) -> Answer: ...
-    async def read_topology_async(self, conn: Any) -> Answer: ...
+    def read_topology(self, conn: Any) -> Answer | None: ...
+    async def read_topology_async(self, conn: Any) -> Answer | None: ...
 
 
 def check_owned(

@@ -260,25 +260,42 @@ TOPOLOGY_SQL = (
 )
 
 
-def read_topology(conn: Any) -> Answer:
-    """The cluster's topology as `conn`'s instance reports it; the connection is left idle."""
+# Unknown table, unknown system variable: not Aurora (an RDS Multi-AZ DB cluster, say).
+NO_TOPOLOGY_ERRORS = {1109, 1193}
+
+
+def read_topology(conn: Any) -> Answer | None:
+    """The cluster's topology as `conn`'s instance reports it, None if the server has none;
+    the connection is left idle."""
     try:
         with conn.cursor() as cursor:
             cursor.execute(TOPOLOGY_SQL)
             rows = cursor.fetchall()
+    except Exception as exc:
+        if _error_code(exc) in NO_TOPOLOGY_ERRORS:
+            return None
+        raise
     finally:
         conn.rollback()
     return _answer(rows)
 
 
-async def read_topology_async(conn: Any) -> Answer:
+async def read_topology_async(conn: Any) -> Answer | None:
     try:
         async with conn.cursor() as cursor:
             await cursor.execute(TOPOLOGY_SQL)
             rows = await cursor.fetchall()
+    except Exception as exc:
+        if _error_code(exc) in NO_TOPOLOGY_ERRORS:
+            return None
+        raise
     finally:
         await conn.rollback()
     return _answer(rows)
+
+
+def _error_code(exc: BaseException) -> Any:
+    return exc.args[0] if exc.args else None
 
 
 def _answer(rows: Any) -> Answer:

@@ -221,18 +221,31 @@ TOPOLOGY_SQL = (
 )
 
 
-def read_topology(conn: psycopg.Connection[Any]) -> Answer:
-    """The cluster's topology as `conn`'s instance reports it; the connection is left idle."""
+# The server has no such function: not Aurora (an RDS Multi-AZ DB cluster, say).
+NO_TOPOLOGY_SQLSTATES = {"42883", "42P01"}
+
+
+def read_topology(conn: psycopg.Connection[Any]) -> Answer | None:
+    """The cluster's topology as `conn`'s instance reports it, None if the server has none;
+    the connection is left idle."""
     try:
         rows = conn.execute(TOPOLOGY_SQL).fetchall()
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) in NO_TOPOLOGY_SQLSTATES:
+            return None
+        raise
     finally:
         conn.rollback()
     return _answer(rows)
 
 
-async def read_topology_async(conn: psycopg.AsyncConnection[Any]) -> Answer:
+async def read_topology_async(conn: psycopg.AsyncConnection[Any]) -> Answer | None:
     try:
         rows = await (await conn.execute(TOPOLOGY_SQL)).fetchall()
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) in NO_TOPOLOGY_SQLSTATES:
+            return None
+        raise
     finally:
         await conn.rollback()
     return _answer(rows)

@@ -341,3 +341,13 @@ def test_routing_options_from_a_url_and_the_environment() -> None:
     assert Config.from_env(env).cluster is None
     assert Config.from_url(f"postgresql://u@app.cluster-ro-{DOMAIN}/db", auth="iam").wants_reader
     assert not Config.from_url(f"postgresql://u@{ENDPOINT}/db", auth="iam").wants_reader
+
+
+def test_a_cluster_name_without_a_topology_goes_by_dns() -> None:
+    """An RDS Multi-AZ DB cluster has `.cluster-` names too, and no aurora_replica_status()."""
+    world: World = {ENDPOINT: lambda step: Reached("by dns", None)}
+    for plan in (
+        writer_plan(Topology(CLUSTER), ENDPOINT, 5),
+        reader_plan(Topology(CLUSTER), ENDPOINT, 5, False, 5),
+    ):
+        assert drive(plan, world) == ("by dns", [ENDPOINT])
