@@ -253,11 +253,7 @@ class Connector:
             answer = driver.read_topology(conn)
         except Exception as exc:
             return _unread(exc, driver, target, conn)
-        assert self._topology is not None
-        if answer is None:  # not Aurora: this cluster's connections go by DNS
-            self._topology.dns_only = True
-            return Reached(conn, None)
-        return _judged(answer, self._topology, visit.host, conn)
+        return self._answered(answer, visit.host, conn)
 
     async def _open_async(self, dbname: str | None, args: Mapping[str, Any]) -> Any:
         try:
@@ -321,11 +317,19 @@ class Connector:
             answer = await driver.read_topology_async(conn)
         except Exception as exc:
             return _unread(exc, driver, target, conn)
+        return self._answered(answer, visit.host, conn)
+
+    def _answered(self, answer: topology.Answer | None, where: str, conn: Any) -> Reached:
+        """What a topology read came to: a snapshot, a lie, or no topology at all (not
+        Aurora: this cluster's connections go by DNS from now on)."""
         assert self._topology is not None
-        if answer is None:  # not Aurora: this cluster's connections go by DNS
+        if answer is None:
             self._topology.dns_only = True
             return Reached(conn, None)
-        return _judged(answer, self._topology, visit.host, conn)
+        try:
+            return Reached(conn, topology.snapshot(answer, self._topology.cluster, where))
+        except TopologyError as exc:
+            return Reached(conn, None, exc)
 
     def _topology_of(self, cfg: Config) -> Topology | None:
         """The shared topology of `cfg`'s Aurora cluster, if its connections are routed."""
@@ -463,13 +467,6 @@ def _unread(exc: Exception, driver: Driver, cfg: Config, conn: Any) -> Outcome:
         port=cfg.port,
     )
     return Missed(error, False)
-
-
-def _judged(answer: topology.Answer, cluster: Topology, where: str, conn: Any) -> Reached:
-    try:
-        return Reached(conn, topology.snapshot(answer, cluster.cluster, where))
-    except TopologyError as exc:
-        return Reached(conn, None, exc)
 
 
 def _close_quietly(conn: Any) -> None:
