@@ -15,6 +15,7 @@ from typing import Any
 
 from bed import certs, mariadb, postgres
 from bed.bed import Bed
+from bed.names import Hosts
 from bed.tokens import mint
 
 REGION = certs.REGION
@@ -31,10 +32,17 @@ def missing(module: str) -> str | None:
 
 
 class Ctx:
-    """The bed as the cases see it. Every TLS setting is verify-full against the bed's CA."""
+    """The bed as the cases see it. Every TLS setting is verify-full against the bed's CA.
 
-    def __init__(self, bed: Bed) -> None:
+    `hosts` is the process's private /etc/hosts, entered at start-up, for the Aurora
+    cluster's names; without it, `hosts_missing` says why.
+    """
+
+    def __init__(
+        self, bed: Bed, hosts: Hosts | None = None, hosts_missing: str | None = None
+    ) -> None:
         self.bed = bed
+        self.hosts, self.hosts_missing = hosts, hosts_missing
         self.ca = str(bed.pki.ca)
         port = bed.primary.port
         self.pg_port, self.my_port = port, bed.mariadb.port

@@ -37,6 +37,7 @@ class Scale:
     refresh_trials: int  # contention: forced refreshes per source and thread count
     storm_threads: int
     storm_rounds: int
+    flips: int  # Aurora writer flips per contender (`--flips`)
 
 
 FULL = Scale(
@@ -53,6 +54,7 @@ FULL = Scale(
     refresh_trials=5,
     storm_threads=200,
     storm_rounds=2,
+    flips=5,
 )
 QUICK = Scale(
     name="quick",
@@ -68,6 +70,7 @@ QUICK = Scale(
     refresh_trials=1,
     storm_threads=8,
     storm_rounds=1,
+    flips=1,
 )
 
 

@@ -138,7 +138,80 @@ def extra_lines(case: dict[str, Any]) -> list[str]:
             if c.get("error_examples"):
                 lines.append(f"- {c['name']} errors: {'; '.join(c['error_examples'])}")
         lines.append("")
+    if "flip_totals" in extra:
+        lines += flip_lines(extra)
     return lines
+
+
+FLIP_COLUMNS = (
+    "**Columns.** *Promotion → first commit*: seconds from the new writer's promotion to "
+    "the first unit of work acknowledged by it (median and worst over the flips). *All 8 "
+    "back*: flips in which every worker committed on the new writer within the flip. "
+    "*Acknowledged*: units the application saw commit, before and after the flip (more "
+    "for a contender whose flips last longer). *Errors*: exceptions that reached "
+    "the application, by class (for the AWS wrapper this includes each "
+    "`FailoverSuccessError` it had to catch before running the unit again; that count is "
+    "also shown alone). *In doubt*: units whose outcome the tool said it could not know "
+    "(securedb's `TransactionOutcomeUnknown`, the wrapper's "
+    "`TransactionResolutionUnknownError`); in brackets, how many of them were on the new "
+    "writer afterwards, committed after all. *Lost*: acknowledged units whose row is not "
+    "on the new writer after the run. *Duplicated*: tokens present more than once."
+)
+
+
+def flip_lines(extra: dict[str, Any]) -> list[str]:
+    """The Aurora flip case: each contender's fates over all flips, then flip by flip."""
+    lines = [
+        "What the application saw, over all flips:",
+        "",
+        "| contender | promotion → first commit (median / max) | all 8 back | acknowledged "
+        "| errors | of which FailoverSuccessError | in doubt (committed) | lost | duplicated |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, t in extra["flip_totals"].items():
+        errors = ", ".join(f"{k} × {v}" for k, v in sorted(t["errors"].items()))
+        missing = t["no_commit_on_new_writer"]
+        first = f"{_s(t['first_commit_median_s'])} / {_s(t['first_commit_max_s'])}" + (
+            f" ({missing} flips with none)" if missing else ""
+        )
+        lines.append(
+            f"| {name} | {first} | {t['all_workers_recovered']} of {t['flips']} "
+            f"| {t['acknowledged']} | {sum(t['errors'].values())}"
+            + (f" ({errors})" if errors else "")
+            + f" | {t['failover_success']} | {t['in_doubt']} ({t['in_doubt_committed']}) "
+            f"| {t['lost']} | {t['duplicated']} |"
+        )
+    lines += ["", FLIP_COLUMNS, "", "Flip by flip:", ""]
+    for name, flips in extra["flips"].items():
+        for i, f in enumerate(flips, 1):
+            retries = ", ".join(f"{k} × {v}" for k, v in sorted(f["retries"].items()))
+            lines.append(
+                f"- {name}, flip {i}: promoted {_s(f['promotion_s'])} after the writer "
+                f"stopped; first commit on the new writer {_s(f['first_commit_s'])} after "
+                f"the promotion, all 8 workers {_s(f['all_workers_s'])}"
+                + (
+                    f" (the cluster name moved at {_s(f['dns_moved_s'])})"
+                    if f.get("dns_moved_s") is not None
+                    else ""
+                )
+                + "; "
+                f"{f['acknowledged']} acknowledged; errors {f['errors'] or 'none'}; in doubt "
+                f"{f['in_doubt']} ({f['in_doubt_committed']} committed); lost {f['lost']}, "
+                f"duplicated {f['duplicated']}"
+                + (f"; retried inside run_transaction: {retries}" if retries else "")
+                + (f"; {f['stuck_workers']} workers still running" if f["stuck_workers"] else "")
+            )
+    examples = {
+        k: v for flips in extra["flips"].values() for f in flips for k, v in f["examples"].items()
+    }
+    if examples:
+        lines += ["", "An example of each error class:", ""]
+        lines += [f"- `{text}`" for _, text in sorted(examples.items())]
+    return [*lines, ""]
+
+
+def _s(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds:.2f} s"
 
 
 def plot(case: dict[str, Any], path: Path) -> bool:

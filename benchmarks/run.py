@@ -1,12 +1,17 @@
 """Benchmark securedb against bare drivers, pools and its peers on the local bed.
 
     .venv/bin/python -m benchmarks.run [--quick] [--out docs/benchmarks] [--case ID ...]
+    .venv/bin/python -m benchmarks.run --case aurora_flip [--flips N]   # the Aurora flip only
     .venv/bin/python -m benchmarks.run --report-only   # redraw from results.json
 
-The bed is started once; every case runs against its real servers. Outputs: results.json,
-README.md (the tables, with whether securedb met each target) and one PNG per case. With
-`--case`, and results of the same scale already in the output directory, the cases run
-are merged into them: the other cases, and their plots, stay as they were.
+The bed is started once; every case runs against its real servers. For the Aurora case the
+process first moves into a private /etc/hosts (a mount namespace of its own), which only a
+process with one thread can do; if it cannot, that case says why and is skipped.
+
+Outputs: results.json, README.md (the tables, with whether securedb met each target) and
+one PNG per case. With `--case`, and results of the same scale already in the output
+directory, the cases run are merged into them: the other cases, and their plots, stay as
+they were.
 """
 
 from __future__ import annotations
@@ -20,15 +25,19 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bed.names import Hosts
+from bed.procs import BedError
 from benchmarks import (
     cases_async,
     cases_async_lag,
+    cases_aurora,
     cases_connect,
     cases_credentials,
     cases_pooling,
@@ -40,6 +49,7 @@ from benchmarks.harness import FULL, QUICK, Scale, failure
 
 ROOT = Path(__file__).resolve().parents[1]
 WRAPPER, SECRET_CACHE = "aws_advanced_python_wrapper", "aws_secretsmanager_caching"
+AURORA = "aurora_flip"  # needs the private /etc/hosts, entered at start-up
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +73,7 @@ CASES = [
     Case("async_new_connection", cases_async.async_new_connection, (WRAPPER, "aiomysql")),
     Case("loop_lag_refresh", cases_async_lag.loop_lag_refresh, (WRAPPER, "boto3")),
     Case("loop_lag_cold_secret", cases_async_lag.loop_lag_cold_secret, (WRAPPER, "boto3")),
+    Case(AURORA, cases_aurora.writer_flip, (WRAPPER,)),
 ]
 PACKAGES = (
     "securedb",
@@ -81,10 +92,20 @@ PACKAGES = (
 
 
 def run_cases(
-    bed: Any, scale: Scale, cases: list[Case] | None = None, *, echo: bool = False
+    bed: Any,
+    scale: Scale,
+    cases: list[Case] | None = None,
+    *,
+    echo: bool = False,
+    hosts: Hosts | None = None,
+    hosts_missing: str | None = None,
 ) -> dict[str, Any]:
-    """Run `cases` (default: all) on a started bed; the AWS environment must point at it."""
-    ctx = Ctx(bed)
+    """Run `cases` (default: all) on a started bed; the AWS environment must point at it.
+
+    `hosts` is the private /etc/hosts the Aurora case needs (see `enter_hosts`); without
+    it that case is skipped, saying `hosts_missing`.
+    """
+    ctx = Ctx(bed, hosts, hosts_missing)
     started = time.monotonic()
     out: dict[str, Any] = {}
     for case in cases if cases is not None else CASES:
@@ -137,6 +158,23 @@ def refreshers_stopped() -> Iterator[None]:
         connector.reset()
         for cache in made:
             cache.close()
+
+
+def enter_hosts(directory: Path) -> tuple[Hosts | None, str | None]:
+    """This process's own /etc/hosts (a copy in `directory`), or None and why not.
+
+    Only a single-threaded process can enter it, so call this first, before the bed or
+    anything else starts a thread; threads started afterwards share it.
+    """
+    from bed import names
+
+    reason = names.can_enter()
+    if reason:
+        return None, reason
+    try:
+        return names.enter_private_hosts(directory / "hosts"), None
+    except BedError as exc:
+        return None, str(exc)
 
 
 def machine() -> dict[str, Any]:
@@ -232,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="docs/benchmarks", help="output directory")
     parser.add_argument("--case", action="append", choices=[c.id for c in CASES])
     parser.add_argument(
+        "--flips", type=int, help="Aurora writer flips per contender (default: 5, quick: 1)"
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="redraw README.md and plots from results.json"
     )
     args = parser.parse_args(argv)
@@ -248,12 +289,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmarks: the bed cannot start here: {reason}", file=sys.stderr)
         return 1
     cases = [c for c in CASES if not args.case or c.id in args.case]
-    with Bed() as bed:
-        os.environ.update(bed.aws_env())
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
-            os.environ.pop(name, None)
-        print(f"bed up in {bed.start_seconds:.1f} s", flush=True)
-        results = run_cases(bed, QUICK if args.quick else FULL, cases, echo=True)
+    scale = QUICK if args.quick else FULL
+    if args.flips is not None:
+        scale = dataclasses.replace(scale, flips=max(1, args.flips))
+    with tempfile.TemporaryDirectory(prefix="securedb-bench-") as private:
+        hosts, why = None, None
+        if any(c.id == AURORA for c in cases):
+            hosts, why = enter_hosts(Path(private))
+            if why:
+                print(f"benchmarks: {AURORA} will be skipped: {why}", file=sys.stderr)
+        try:
+            with Bed() as bed:
+                os.environ.update(bed.aws_env())
+                for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
+                    os.environ.pop(name, None)
+                print(f"bed up in {bed.start_seconds:.1f} s", flush=True)
+                results = run_cases(bed, scale, cases, echo=True, hosts=hosts, hosts_missing=why)
+        finally:
+            if hosts is not None:
+                hosts.close()
     previous = Path(args.out) / "results.json"
     old = json.loads(previous.read_text()) if args.case and previous.exists() else None
     if old is not None and old["scale"]["name"] == results["scale"]["name"]:
