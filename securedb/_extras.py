@@ -24,19 +24,22 @@ EXTRAS = {
     "psycopg_pool": ("psycopg_pool", "postgresql"),
     "pymysql": ("PyMySQL", "mysql"),
     "aiomysql": ("aiomysql", "async"),
+    "asyncpg": ("asyncpg", "asyncpg"),
 }
 # What a sync connection imports; an async one, the adapter's ASYNC_IMPORTS.
 SYNC_IMPORTS = {"postgresql": ("psycopg",), "mysql": ("pymysql",)}
 
 
-def driver_modules(engine: str | None, is_async: bool) -> tuple[str, ...]:
+def driver_modules(
+    engine: str | None, is_async: bool, driver: str | None = None
+) -> tuple[str, ...]:
     """The driver modules a connection to `engine` imports: none while it is unknown."""
     if not engine:
         return ()
     if is_async:
         from securedb import drivers
 
-        return drivers.load(engine).ASYNC_IMPORTS
+        return drivers.load(engine, driver).ASYNC_IMPORTS
     return SYNC_IMPORTS[engine]
 
 

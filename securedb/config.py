@@ -37,14 +37,24 @@ MAX_SECRET_TTL = 7 * 24 * 3600.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 MAX_TIMEOUT = 3600.0
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
-SCHEMES = {
-    "postgresql": "postgresql",
-    "postgres": "postgresql",
-    "postgresql+psycopg": "postgresql",
-    "mysql": "mysql",
-    "mysql+pymysql": "mysql",
-    "mariadb": "mysql",
-    "mariadb+pymysql": "mysql",
+# A URL's scheme: the engine, and the driver it names (None: the entry point's default).
+SCHEMES: dict[str, tuple[Engine, str | None]] = {
+    "postgresql": ("postgresql", None),
+    "postgres": ("postgresql", None),
+    "postgresql+psycopg": ("postgresql", "psycopg"),
+    "postgresql+psycopg_async": ("postgresql", "psycopg"),
+    "postgresql+asyncpg": ("postgresql", "asyncpg"),
+    "mysql": ("mysql", None),
+    "mysql+pymysql": ("mysql", "pymysql"),
+    "mysql+aiomysql": ("mysql", "aiomysql"),
+    "mariadb": ("mysql", None),
+    "mariadb+pymysql": ("mysql", "pymysql"),
+    "mariadb+aiomysql": ("mysql", "aiomysql"),
+}
+# The drivers of each engine; the first is the default.
+DRIVERS: dict[str, tuple[str, ...]] = {
+    "postgresql": ("psycopg", "asyncpg"),
+    "mysql": ("pymysql", "aiomysql"),
 }
 # Engines named in RDS-managed secrets.
 SECRET_ENGINES: dict[str, Engine] = {
@@ -142,6 +152,7 @@ class Config:
     refresh: RefreshMode = dataclasses.field(default_factory=_default_refresh)
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     connect_args: Mapping[str, Any] = dataclasses.field(default_factory=DriverArgs)
+    driver: str | None = None
     topology: TopologyMode = "auto"
     role: Role | None = None
     max_lag: float = DEFAULT_MAX_LAG
@@ -174,7 +185,7 @@ class Config:
             fields, extra_args = _parse_url(url)
             options = {**fields.pop("options"), **options}
             if extra_args:
-                _check_query_names(extra_args, fields["engine"])
+                _check_query_names(extra_args, fields["engine"], fields["driver"])
                 given = options.get("connect_args") or {}
                 if not isinstance(given, Mapping):
                     raise ConfigError("connect_args must be a dict of driver keyword arguments")
@@ -305,26 +316,33 @@ def _check_env_names_a_database(url: str | None, values: Mapping[str, Any]) -> N
     )
 
 
-def _parse_url(url: str) -> tuple[dict[str, Any], dict[str, str]]:
+def _parse_url(url: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    if hasattr(url, "render_as_string") and hasattr(url, "drivername"):  # a sqlalchemy.URL
+        url = url.render_as_string(hide_password=False)
     if not isinstance(url, str):
         raise ConfigError(
             f"url must be a string like 'postgresql://user@host:5432/db', not {type(url).__name__}"
         )
+    # Read the scheme first: urlsplit takes no '_' in one ('postgresql+psycopg_async').
+    scheme, separator, rest = url.partition("://")
+    known = SCHEMES.get(scheme.lower()) if separator else None
+    if known is None:
+        shown = repr(scheme) if separator else "none"
+        raise ConfigError(
+            f"unsupported URL scheme {shown}; use one of {', '.join(sorted(SCHEMES))}"
+        )
+    engine, driver = known
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(f"db://{rest}")
     except ValueError:
         raise ConfigError("bad URL: its host does not parse") from None
     port = _url_port(parts, url)
-    engine = SCHEMES.get(parts.scheme.lower())
-    if engine is None:
-        raise ConfigError(
-            f"unsupported URL scheme {parts.scheme!r}; use one of {', '.join(sorted(SCHEMES))}"
-        )
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     options = {k: v for k, v in query.items() if k in OPTIONS}
     extra = {k: v for k, v in query.items() if k not in OPTIONS}
     fields = {
         "engine": engine,
+        "driver": driver,
         "host": parts.hostname,
         "port": port,
         "user": unquote(parts.username) if parts.username else None,
@@ -359,7 +377,7 @@ def _url_port(parts: SplitResult, url: str) -> int | None:
     raise ConfigError(f"bad port{shown} in the URL: expected a number from 1 to 65535")
 
 
-def _check_query_names(extra: Mapping[str, str], engine: str) -> None:
+def _check_query_names(extra: Mapping[str, str], engine: str, driver: str | None) -> None:
     """Refuse a query name the driver does not take before anything else is judged, so a
     misspelt option (``?auht=iam``) is named, not the setting it failed to make.
 
@@ -368,7 +386,7 @@ def _check_query_names(extra: Mapping[str, str], engine: str) -> None:
     """
     from securedb import drivers
 
-    drivers.load(engine).check_args(extra, local=True)
+    drivers.load(engine, driver).check_args(extra, local=True)
 
 
 def _infer_auth(v: Mapping[str, Any]) -> Any:
@@ -425,7 +443,8 @@ def _validated(cfg: Config) -> dict[str, Any]:
     if v["tunnel"] is not None:
         v["tunnel"] = _tunnel(v["tunnel"])
     local = is_loopback(v["host"]) and (v["tunnel"] is None or is_loopback(v["tunnel"][0]))
-    v["connect_args"] = _connect_args(v["connect_args"], v["engine"], local)
+    v["driver"] = _driver(v["driver"], v["engine"])
+    v["connect_args"] = _connect_args(v["connect_args"], v["engine"], v["driver"], local)
     return v
 
 
@@ -602,14 +621,22 @@ def _is_address(host: str) -> bool:
     return True
 
 
-def _connect_args(args: Any, engine: str | None, local: bool) -> DriverArgs:
+def _driver(driver: Any, engine: str | None) -> str | None:
+    """One of the engine's drivers, or None for the entry point's default."""
+    if driver is None:
+        return None
+    allowed = DRIVERS[engine] if engine else tuple(d for ds in DRIVERS.values() for d in ds)
+    return str(_choice(driver, "driver", allowed))
+
+
+def _connect_args(args: Any, engine: str | None, driver: str | None, local: bool) -> DriverArgs:
     """The caller's driver arguments, checked by the adapter once the engine is known."""
     if not isinstance(args, Mapping) or not all(isinstance(k, str) for k in args):
         raise ConfigError("connect_args must be a dict of driver keyword arguments")
     if engine is not None:
         from securedb import drivers
 
-        drivers.load(engine).check_args(args, local)
+        drivers.load(engine, driver).check_args(args, local)
     return args if isinstance(args, DriverArgs) else DriverArgs(args)
 
 

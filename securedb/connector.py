@@ -201,7 +201,7 @@ class Connector:
             cfg = self._for_dbname(self.config, dbname)
         except SecureDBError as exc:
             return _detached(exc)
-        driver = drivers.load(cfg.engine or "")
+        driver = drivers.load(cfg.engine or "", cfg.driver)
         absent = _extras.missing("securedb.connect()", _extras.driver_modules(cfg.engine, False))
         if absent is not None:
             return absent
@@ -260,8 +260,8 @@ class Connector:
             cfg = self._for_dbname(self._resolved or await self._config_async(), dbname)
         except SecureDBError as exc:
             return _detached(exc)
-        driver = drivers.load(cfg.engine or "")
-        modules = _extras.driver_modules(cfg.engine, True)
+        driver = drivers.load(cfg.engine or "", cfg.driver)
+        modules = _extras.driver_modules(cfg.engine, True, cfg.driver)
         if any(sys.modules.get(name) is None for name in modules):
             # the first import of a driver takes hundreds of ms: not on the loop
             absent = await asyncio.to_thread(_extras.missing, "securedb.async_connect()", modules)

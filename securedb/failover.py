@@ -64,7 +64,7 @@ def failure_of(exc: BaseException, engine: str) -> Failure | None:
     SQLAlchemy's wrappers are looked through to the driver's own error.
     """
     original = getattr(exc, "orig", None) or exc
-    return drivers.load(engine).classify(original)
+    return drivers.classify(original, engine)
 
 
 class _CommitFailed(Exception):
@@ -124,7 +124,8 @@ async def run_transaction_async(
     """`run_transaction`'s async twin, making the same decisions.
 
     `target` is an `async_engine()` (``fn`` gets an ``AsyncConnection``) or an
-    `async_pool()` (``fn`` gets a psycopg ``AsyncConnection``); ``fn`` is awaited.
+    `async_pool()` (``fn`` gets a psycopg ``AsyncConnection``, or with asyncpg an
+    ``asyncpg.Connection``); ``fn`` is awaited.
 
     Raises:
         TransactionOutcomeUnknown: as `run_transaction`.
@@ -141,7 +142,7 @@ async def run_transaction_async(
             error, in_commit = exc, False
         failure = runner.failure(error)
         if failure in RETRIED:
-            runner.invalidate()
+            await runner.invalidate()
         await asyncio.sleep(retries.after(error, failure, in_commit))
 
 
@@ -270,7 +271,7 @@ class _AsyncEngineRunner:
     def failure(self, exc: BaseException) -> Failure | None:
         return failure_of(exc, self.name)
 
-    def invalidate(self) -> None:
+    async def invalidate(self) -> None:
         """Nothing more to do: the listener marked the error a disconnect."""
 
 
@@ -299,8 +300,31 @@ class _AsyncPoolRunner:
     def failure(self, exc: BaseException) -> Failure | None:
         return failure_of(exc, "postgresql")
 
-    def invalidate(self) -> None:
+    async def invalidate(self) -> None:
         self.pool.invalidate()
+
+
+class _AsyncpgPoolRunner(_AsyncPoolRunner):
+    """A securedb asyncpg pool: asyncpg's transaction, connections replaced after failure."""
+
+    async def run(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        async with self.pool.acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                result = await fn(conn)
+            except BaseException:
+                with contextlib.suppress(Exception):  # a broken connection: it is replaced
+                    await transaction.rollback()
+                raise
+            try:
+                await transaction.commit()
+            except Exception as exc:
+                raise _CommitFailed(exc) from exc
+        return result
+
+    async def invalidate(self) -> None:
+        await self.pool.invalidate()
 
 
 def _quietly_rollback(conn: Any) -> None:
@@ -311,6 +335,8 @@ def _quietly_rollback(conn: Any) -> None:
 def _async_runner(target: Any) -> _AsyncEngineRunner | _AsyncPoolRunner:
     if hasattr(target, "sync_engine"):
         return _AsyncEngineRunner(target)
+    if hasattr(target, "expire_connections") and hasattr(target, "invalidate"):
+        return _AsyncpgPoolRunner(target)
     if hasattr(target, "getconn") and hasattr(target, "invalidate"):
         return _AsyncPoolRunner(target)
     raise TypeError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from securedb import _extras
 from securedb.config import Config, split_options
@@ -21,6 +21,7 @@ from securedb.errors import ConfigError
 if TYPE_CHECKING:
     import psycopg
 
+    from securedb._asyncpg_pool import AsyncpgPool
     from securedb._pools import AsyncConnectionPool, ConnectionPool
 
 __all__ = ["async_pool", "pool"]
@@ -99,8 +100,17 @@ def connection_class(
     return Connection
 
 
-def async_pool(url: str | Config | None = None, **options: Any) -> AsyncConnectionPool:
+@overload
+def async_pool(
+    url: str | Config | None = None, *, driver: Literal["asyncpg"], **options: Any
+) -> AsyncpgPool: ...
+@overload
+def async_pool(url: str | Config | None = None, **options: Any) -> AsyncConnectionPool: ...
+def async_pool(url: str | Config | None = None, **options: Any) -> Any:
     """`pool`'s async twin: a psycopg_pool `AsyncConnectionPool`, not yet open.
+
+    With ``driver="asyncpg"`` (or a ``postgresql+asyncpg://`` URL) it is asyncpg's own
+    ``Pool`` instead (`securedb._asyncpg_pool.AsyncpgPool`), with asyncpg's options.
 
     ``async with securedb.async_pool(url, ...) as pool:`` opens it (or ``await
     pool.open()``). Same options, defaults and ``invalidate()`` as `pool`; each new
@@ -111,8 +121,7 @@ def async_pool(url: str | Config | None = None, **options: Any) -> AsyncConnecti
         ModuleNotFoundError: psycopg or psycopg_pool is not installed; the message
             names the extra (``pip install 'securedb[postgresql]'``).
     """
-    pool: AsyncConnectionPool = _built(url, {"open": False, **options}, _async_pool)
-    return pool
+    return _built(url, {"open": False, **options}, _async_pool)
 
 
 def _built(
@@ -133,7 +142,9 @@ def _built(
         raise
 
 
-def _async_pool(connector: Connector, pool_options: dict[str, Any]) -> AsyncConnectionPool:
+def _async_pool(connector: Connector, pool_options: dict[str, Any]) -> Any:
+    if connector.config.driver == "asyncpg":
+        return _asyncpg_pool(connector, pool_options)
     cfg = _postgres_config(connector, pool_options)
     _extras.require("securedb.async_pool()", POOL_MODULES)
     import psycopg
@@ -161,6 +172,27 @@ def _async_pool(connector: Connector, pool_options: dict[str, Any]) -> AsyncConn
         )
     except TypeError as exc:
         raise ConfigError(f"{exc}; see psycopg_pool.AsyncConnectionPool for options") from None
+
+
+def _asyncpg_pool(connector: Connector, pool_options: dict[str, Any]) -> Any:
+    """asyncpg's own Pool: its options (``min_size``, ``max_size``, ``init`` ...), and
+    connect kwargs checked as ``connect_args`` are."""
+    _extras.require("securedb.async_pool()", ("asyncpg",))
+    pool_options.pop("open", None)  # psycopg_pool's: an asyncpg pool opens when awaited
+    from securedb._asyncpg_pool import AsyncpgPool
+    from securedb.drivers import asyncpg
+
+    asyncpg.check_args(
+        {k: v for k, v in pool_options.items() if k not in ASYNCPG_POOL_OPTIONS},
+        connector.config.is_local,
+    )
+    return AsyncpgPool(connector, **pool_options)
+
+
+ASYNCPG_POOL_OPTIONS = frozenset(
+    {"min_size", "max_size", "max_queries", "max_inactive_connection_lifetime"}
+    | {"setup", "init", "reset", "connection_class", "record_class"}
+)
 
 
 def _postgres_config(connector: Connector, pool_options: dict[str, Any]) -> Config:

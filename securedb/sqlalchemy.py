@@ -22,6 +22,7 @@ __all__ = ["async_engine", "engine"]
 
 DIALECTS = {"postgresql": "postgresql+psycopg://", "mysql": "mysql+pymysql://"}
 ASYNC_DIALECTS = {"postgresql": "postgresql+psycopg_async://", "mysql": "mysql+aiomysql://"}
+ASYNCPG_DIALECT = "postgresql+asyncpg://"
 # Pre-ping finds a connection the server or a proxy closed; recycle stays below the
 # idle timeouts of RDS Proxy (30 min by default) and NAT gateways (350 s is their TCP
 # idle limit, but pre-ping covers that).
@@ -105,14 +106,22 @@ def _engine(url: str | Config | None, options: dict[str, Any], is_async: bool) -
     function = "securedb.async_engine()" if is_async else "securedb.engine()"
     cfg, engine_options = split_options(url, options)
     check_pool_arguments(engine_options)
-    modules = (*SQLALCHEMY_MODULES[is_async], *_extras.driver_modules(cfg.engine, is_async))
-    _extras.require(function, modules)
+    if cfg.driver == "asyncpg" and not is_async:
+        raise ConfigError(
+            "asyncpg is async only: use securedb.async_engine() with postgresql+asyncpg://, "
+            "or engine() with postgresql:// (psycopg)"
+        )
+    driver_modules = _extras.driver_modules(cfg.engine, is_async, cfg.driver)
+    _extras.require(function, (*SQLALCHEMY_MODULES[is_async], *driver_modules))
     import sqlalchemy
 
     connector = Connector(cfg)
     try:
         # An engine named by its secret is known only now.
-        _extras.require(function, _extras.driver_modules(connector.config.engine, is_async))
+        resolved = connector.config
+        _extras.require(
+            function, _extras.driver_modules(resolved.engine, is_async, resolved.driver)
+        )
         eng = _create(connector, engine_options, is_async)
     except BaseException:
         connector.close()
@@ -136,15 +145,14 @@ def _create(connector: Connector, engine_options: dict[str, Any], is_async: bool
     if is_async:
         from sqlalchemy.ext.asyncio import create_async_engine  # needs greenlet: async only
 
-        create, dialects = create_async_engine, ASYNC_DIALECTS
+        create = create_async_engine
+        dialect = ASYNCPG_DIALECT if cfg.driver == "asyncpg" else ASYNC_DIALECTS[cfg.engine or ""]
         hook = {"async_creator": lambda: connector.connect_async(**extra)}
     else:
-        create, dialects = sqlalchemy.create_engine, DIALECTS
+        create, dialect = sqlalchemy.create_engine, DIALECTS[cfg.engine or ""]
         hook = {"creator": lambda: connector.connect(**extra)}
     try:
-        eng: Any = create(
-            dialects[cfg.engine or ""], **hook, **{**ENGINE_DEFAULTS, **engine_options}
-        )
+        eng: Any = create(dialect, **hook, **{**ENGINE_DEFAULTS, **engine_options})
     except (TypeError, sqlalchemy.exc.ArgumentError) as exc:
         message = f"{exc}; securedb options are {', '.join(sorted(OPTIONS))}"
     else:

@@ -288,13 +288,14 @@ def pair(bed: Bed) -> Any:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["async_engine", "async_pool"])
+@pytest.mark.parametrize("target", ["async_engine", "async_pool", "asyncpg_engine", "asyncpg_pool"])
 def test_run_transaction_async_through_a_writer_flip(
     pair: Bed, aws_env: dict[str, str], target: str
 ) -> None:
     bed = pair
     fwd = bed.forwarder(("127.0.0.1", bed.primary.port))  # the cluster endpoint's DNS
-    url = f"postgresql://iam_user@{certs.PG_CLUSTER}:5432/app"
+    scheme = "postgresql+asyncpg" if target.startswith("asyncpg") else "postgresql"
+    url = f"{scheme}://iam_user@{certs.PG_CLUSTER}:5432/app"
     options = {"auth": "iam", "ca_bundle": str(bed.pki.ca), "tunnel": f"127.0.0.1:{fwd.port}"}
     committed: list[str] = []
     unknown: list[str] = []
@@ -303,8 +304,10 @@ def test_run_transaction_async_through_a_writer_flip(
 
     def insert(key: str) -> Callable[[Any], Awaitable[None]]:
         async def unit(conn: Any) -> None:
-            if target == "async_engine":
+            if target.endswith("engine"):
                 await conn.execute(sa.text("INSERT INTO units (k) VALUES (:k)"), {"k": key})
+            elif target == "asyncpg_pool":
+                await conn.execute("INSERT INTO units (k) VALUES ($1)", key)
             else:
                 await conn.execute("INSERT INTO units (k) VALUES (%s)", (key,))
 
@@ -333,8 +336,11 @@ def test_run_transaction_async_through_a_writer_flip(
             await asyncio.sleep(0.01)
 
     async def main() -> float:
-        if target == "async_engine":
+        handle: Any
+        if target.endswith("engine"):
             handle = securedb.async_engine(url, **options, pool_size=WORKERS)
+        elif target == "asyncpg_pool":
+            handle = await securedb.async_pool(url, **options, min_size=1, max_size=WORKERS)
         else:
             handle = securedb.async_pool(url, **options, min_size=1, max_size=WORKERS)
             await handle.open()
@@ -349,7 +355,7 @@ def test_run_transaction_async_through_a_writer_flip(
         await until(lambda: len(committed) >= mark + 50, "50 commits after the flip")
         stop.set()
         await asyncio.gather(*tasks)
-        if target == "async_engine":
+        if target.endswith("engine"):
             await handle.dispose()
         else:
             await handle.close()

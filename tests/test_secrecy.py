@@ -7,6 +7,7 @@ forced refresh, and through failures; none may hold a secret.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -206,8 +207,8 @@ def reachable(exc: BaseException) -> list[str]:
                 tb = tb.tb_next
         else:
             texts.append(repr(obj))
-            info = getattr(obj, "info", None)  # a psycopg PGconn: its connection options
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # a property may raise (SQLAlchemy's)
+                info = getattr(obj, "info", None)  # a psycopg PGconn: its connection options
                 stack += [(o.keyword, o.val) for o in info or ()]
     return texts
 
@@ -236,6 +237,8 @@ def signed_tokens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         ("engine", "postgresql"),
         ("engine", "mysql"),
         ("pool", "postgresql"),  # pool() is PostgreSQL's (psycopg_pool)
+        ("async_connect", "asyncpg"),
+        ("async_engine", "asyncpg"),
     ],
 )
 @pytest.mark.parametrize("failure", ["iam refused", "secret refused", "untrusted"])
@@ -248,21 +251,20 @@ def test_errors_lead_to_no_secret(
     failure: str,
 ) -> None:
     host, port = (
-        ("localhost", bed.primary.port)
-        if engine == "postgresql"
-        else ("127.0.0.1", bed.mariadb.port)
+        ("127.0.0.1", bed.mariadb.port) if engine == "mysql" else ("localhost", bed.primary.port)
     )
+    scheme = "postgresql+asyncpg" if engine == "asyncpg" else engine
     ca = str(bed.pki.untrusted_ca if failure == "untrusted" else bed.pki.ca)
     if failure == "secret refused":
         boto3.client("secretsmanager").create_secret(
             Name="rds/refused",
             SecretString=json.dumps({"username": postgres.APP_USER, "password": SECRET_PASSWORD}),
         )
-        url, options = f"{engine}://{host}:{port}/app", {"secret_id": "rds/refused"}
+        url, options = f"{scheme}://{host}:{port}/app", {"secret_id": "rds/refused"}
     else:
         # app_user has no IAM login, so its (valid) token is refused.
         user = postgres.APP_USER if failure == "iam refused" else postgres.IAM_USER
-        url, options = f"{engine}://{user}@{host}:{port}/app", {"auth": "iam"}
+        url, options = f"{scheme}://{user}@{host}:{port}/app", {"auth": "iam"}
     options["ca_bundle"] = ca
     expected = errors.TLSError if failure == "untrusted" else errors.AuthenticationError
 
@@ -275,6 +277,10 @@ def test_errors_lead_to_no_secret(
                 eng.connect()
             finally:
                 eng.dispose()
+        elif entry == "async_connect":
+            asyncio.run(securedb.async_connect(url, **options))
+        elif entry == "async_engine":
+            asyncio.run(async_engine_connect(url, options))
         else:
             with securedb.pool(url, **options, min_size=1, open=False) as pool:
                 pool.connection(timeout=3).__enter__()
@@ -288,6 +294,15 @@ def test_errors_lead_to_no_secret(
         assert signed_tokens, "no token was signed: the test exercised nothing"
     texts = "\n".join(reachable(caught.value))
     assert [s for s in secrets if s in texts] == []
+
+
+async def async_engine_connect(url: str, options: dict[str, Any]) -> None:
+    eng = securedb.async_engine(url, **options)
+    try:
+        async with eng.connect():
+            pass
+    finally:
+        await eng.dispose()
 
 
 # A raw 0xff byte in the environment becomes a lone surrogate (surrogateescape): it cannot

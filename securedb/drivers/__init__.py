@@ -24,7 +24,7 @@ from securedb.credentials.base import Credential
 from securedb.errors import ConfigError
 from securedb.topology import Answer
 
-__all__ = ["ArgTables", "Driver", "Failure", "check_owned", "load"]
+__all__ = ["ArgTables", "Driver", "Failure", "check_owned", "classify", "load"]
 
 
 class Failure(enum.Enum):
@@ -116,10 +116,24 @@ class ArgTables:
     harmless: frozenset[str]  # neither endpoint nor TLS: passed on as they are
 
 
-def load(engine: str) -> Driver:
-    """The adapter module for ``"postgresql"`` or ``"mysql"``."""
-    module: Any = importlib.import_module(f"securedb.drivers.{_MODULES[engine]}")
+def load(engine: str, driver: str | None = None) -> Driver:
+    """The adapter module for ``"postgresql"`` or ``"mysql"``, and a driver of it.
+
+    psycopg and PyMySQL (with aiomysql, built on it) share an adapter; asyncpg has its own.
+    """
+    name = "asyncpg" if driver == "asyncpg" else _MODULES[engine]
+    module: Any = importlib.import_module(f"securedb.drivers.{name}")
     return module  # type: ignore[no-any-return]
 
 
+def classify(exc: BaseException, engine: str) -> Failure | None:
+    """What kind of failure `exc` is, whichever of the engine's drivers raised it."""
+    for driver in _DRIVERS[engine]:
+        failure = load(engine, driver).classify(exc)
+        if failure is not None:
+            return failure
+    return None
+
+
 _MODULES = {"postgresql": "postgres", "mysql": "mysql"}
+_DRIVERS: dict[str, tuple[str | None, ...]] = {"postgresql": (None, "asyncpg"), "mysql": (None,)}

@@ -236,7 +236,7 @@ def read_topology(conn: psycopg.Connection[Any]) -> Answer | None:
         raise
     finally:
         conn.rollback()
-    return _answer(rows)
+    return answer(rows)
 
 
 async def read_topology_async(conn: psycopg.AsyncConnection[Any]) -> Answer | None:
@@ -248,10 +248,11 @@ async def read_topology_async(conn: psycopg.AsyncConnection[Any]) -> Answer | No
         raise
     finally:
         await conn.rollback()
-    return _answer(rows)
+    return answer(rows)
 
 
-def _answer(rows: list[Any]) -> Answer:
+def answer(rows: list[Any]) -> Answer:
+    """An `Answer` from `TOPOLOGY_SQL`'s rows (asyncpg's adapter shares it)."""
     here, writable = (rows[0][4], rows[0][5]) if rows else (None, None)
     return Answer([Row(*row[:4]) for row in rows], here, writable)
 

@@ -50,8 +50,9 @@ RDS = "mydb.abc123.eu-west-2.rds.amazonaws.com"
         ),
         (
             lambda: Config.from_url("oracle://u@h/db", auth="iam"),
-            "unsupported URL scheme 'oracle'; use one of mariadb, mariadb+pymysql, mysql, "
-            "mysql+pymysql, postgres, postgresql, postgresql+psycopg",
+            "unsupported URL scheme 'oracle'; use one of mariadb, mariadb+aiomysql, "
+            "mariadb+pymysql, mysql, mysql+aiomysql, mysql+pymysql, postgres, postgresql, "
+            "postgresql+asyncpg, postgresql+psycopg, postgresql+psycopg_async",
         ),
         (
             lambda: Config.from_url(f"postgresql://u@{RDS}/db", auth="iam", ca_bundle=5),
@@ -106,8 +107,8 @@ RDS = "mydb.abc123.eu-west-2.rds.amazonaws.com"
         (
             lambda: Config.from_url(f"postgresql://u@{RDS}/db", auth="iam", colour="red"),
             "unknown option colour; securedb options are auth, ca_bundle, connect_args, "
-            "connect_timeout, iam_token_ttl, max_lag, reader_fallback, refresh, region, role, "
-            "secret_id, secret_ttl, topology, tunnel",
+            "connect_timeout, driver, iam_token_ttl, max_lag, reader_fallback, refresh, region, "
+            "role, secret_id, secret_ttl, topology, tunnel",
         ),
         (
             lambda: Config(auth="iam", engine="postgresql", host=RDS, user="u", port=0),
@@ -132,8 +133,8 @@ RDS = "mydb.abc123.eu-west-2.rds.amazonaws.com"
         (
             lambda: Config.from_url(f"postgresql://u@{RDS}/db", auth="iam", b=1, a=2),
             "unknown option a, b; securedb options are auth, ca_bundle, connect_args, "
-            "connect_timeout, iam_token_ttl, max_lag, reader_fallback, refresh, region, role, "
-            "secret_id, secret_ttl, topology, tunnel",
+            "connect_timeout, driver, iam_token_ttl, max_lag, reader_fallback, refresh, region, "
+            "role, secret_id, secret_ttl, topology, tunnel",
         ),
         (
             lambda: split_options(

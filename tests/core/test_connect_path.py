@@ -80,7 +80,7 @@ class Versions:
 def setup(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     def make(url: str, outcomes: list[Refused | str], **options: Any) -> Any:
         driver = Driver(outcomes)
-        monkeypatch.setattr(connector.drivers, "load", lambda engine: driver)
+        monkeypatch.setattr(connector.drivers, "load", lambda engine, name=None: driver)
         conn = Connector(Config.from_url(url, refresh="lazy", **options))
         versions = Versions()
         if conn.config.auth != "password":
@@ -297,7 +297,7 @@ def test_connect_keeps_one_connector_per_url_and_options(monkeypatch: pytest.Mon
             seen.append((cfg.host, cfg.port, cfg.region))
             return "conn"
 
-    monkeypatch.setattr(connector.drivers, "load", lambda engine: Recording([]))
+    monkeypatch.setattr(connector.drivers, "load", lambda engine, name=None: Recording([]))
     connector.connect("postgresql://app:pw@localhost:5433/app")
     connector.connect("postgresql://app:pw@127.0.0.1:5434/app")
     connector.connect("postgresql://app:pw@127.0.0.1:5434/app", region="eu-west-1")
@@ -337,7 +337,7 @@ def test_connect_refuses_unknown_options_by_name() -> None:
 
 
 def test_connect_keeps_the_64_most_recent_connectors(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(connector.drivers, "load", lambda engine: Driver(["c"] * 70))
+    monkeypatch.setattr(connector.drivers, "load", lambda engine, name=None: Driver(["c"] * 70))
     memo = connector._memo
     urls = [f"postgresql://app:pw@localhost:{6000 + n}/app" for n in range(66)]
     for url in urls[:64]:
@@ -394,7 +394,7 @@ def test_async_connect_resolves_an_rds_managed_secret(monkeypatch: pytest.Monkey
     conn = Connector(Config.from_url(secret_id="rds/app", refresh="lazy"))
     try:
         conn.cache.source = Managed()
-        monkeypatch.setattr(connector.drivers, "load", lambda engine: Recording([]))
+        monkeypatch.setattr(connector.drivers, "load", lambda engine, name=None: Recording([]))
         assert asyncio.run(conn.connect_async()) == "conn"
     finally:
         conn.close()
@@ -411,7 +411,7 @@ def test_async_connect_keeps_one_connector_per_options(monkeypatch: pytest.Monke
             seen.append(cfg.region)
             return "conn"
 
-    monkeypatch.setattr(connector.drivers, "load", lambda engine: Recording([]))
+    monkeypatch.setattr(connector.drivers, "load", lambda engine, name=None: Recording([]))
     url = "postgresql://app:pw@localhost:5433/app"
     asyncio.run(connector.async_connect(url, region="eu-west-1"))
     asyncio.run(connector.async_connect(url, region="eu-west-3"))

@@ -302,7 +302,7 @@ def test_the_mysql_adapter_reads_truth_spelt_one_or_zero() -> None:
 def test_the_postgres_adapter_reads_its_row_shape() -> None:
     from securedb.drivers import postgres
 
-    read = postgres._answer([("w-1", True, None, NOW, "w-1", True)])
+    read = postgres.answer([("w-1", True, None, NOW, "w-1", True)])
     assert read == Answer([Row("w-1", True, None, NOW)], "w-1", True)
     assert snapshot(read, CLUSTER, ENDPOINT).on_writer
 
