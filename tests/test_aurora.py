@@ -543,3 +543,24 @@ def test_a_topology_that_lies_is_an_error_and_nothing_goes_to_what_it_names(
     assert says in str(caught.value)
     assert "topology='off'" in str(caught.value)
     assert trap.accepted == 0
+
+
+def test_asyncpg_routes_by_the_topology_too(bed: Bed, cluster: AuroraCluster) -> None:
+    pytest.importorskip("asyncpg")
+    url = password_url(cluster).replace("postgresql://", "postgresql+asyncpg://")
+
+    async def where_async(**options: Any) -> str:
+        conn = await securedb.async_connect(url, ca_bundle=str(bed.pki.ca), **options)
+        try:
+            return str(await conn.fetchval(WHERE_AM_I))
+        finally:
+            await conn.close()
+
+    async def main() -> tuple[list[str], collections.Counter[str]]:
+        writers = [await where_async() for _ in range(3)]
+        readers = collections.Counter([await where_async(role="reader") for _ in range(10)])
+        return writers, readers
+
+    writers, readers = asyncio.run(main())
+    assert writers == ["aurora-pg-1"] * 3
+    assert readers == {"aurora-pg-2": 5, "aurora-pg-3": 5}
