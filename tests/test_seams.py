@@ -712,3 +712,54 @@ def test_pgservicefile_alone_changes_nothing(
 
 def token_logins(bed: Bed) -> int:
     return bed.verifier_log.read_text().count(" pg iam_user ok")
+
+
+ASYNCPG_ARGS = [
+    ({"ssl": False}, "'ssl' is securedb's"),
+    ({"ssl": "disable"}, "'ssl' is securedb's"),
+    ({"dsn": f"postgresql://{REMOTE}/app?sslmode=disable"}, "'dsn' is securedb's"),
+    ({"host": "127.0.0.1"}, "'host' is securedb's"),
+    ({"port": 5432}, "'port' is securedb's"),
+    ({"passfile": "/dev/null"}, "'passfile' is securedb's"),
+    ({"service": "evil"}, "'service' is securedb's"),
+    ({"direct_tls": True}, "direct_tls=True would weaken TLS"),
+    ({"krbsrvname": "postgres"}, "krbsrvname='postgres' would weaken TLS"),
+    ({"sslmode": "disable"}, "unknown asyncpg argument 'sslmode'"),
+]
+
+
+ASYNCPG_CASES = [
+    (entry, args, match)
+    for entry in ("async_connect", "async_engine", "async_pool", "url")
+    for args, match in ASYNCPG_ARGS
+    # a URL's query holds text only
+    if entry != "url" or all(isinstance(v, str) for v in args.values())
+]
+
+
+@pytest.mark.parametrize(("entry", "args", "match"), ASYNCPG_CASES)
+def test_asyncpg_arguments(
+    bed: Bed, aws_env: dict[str, str], entry: str, args: dict[str, Any], match: str
+) -> None:
+    """Each asyncpg argument that moves the endpoint or weakens TLS, by every asyncpg path."""
+    pytest.importorskip("asyncpg")
+    url = f"postgresql+asyncpg://{postgres.IAM_USER}@{REMOTE}:5432/app"
+    opts = options(bed, bed.primary.port)
+
+    async def attempt() -> None:
+        if entry == "async_connect":
+            await securedb.async_connect(url, **opts, connect_args=args)
+        elif entry == "async_engine":
+            eng = securedb.async_engine(url, **opts, connect_args=args)
+            try:
+                async with eng.connect():
+                    pass
+            finally:
+                await eng.dispose()
+        elif entry == "async_pool":
+            async with securedb.async_pool(url, **opts, **args):
+                pass
+        else:
+            await securedb.async_connect(f"{url}?{urlencode(args)}", **opts)
+
+    refused_before_the_server(bed, lambda: asyncio.run(attempt()), match)
