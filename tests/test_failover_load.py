@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
@@ -12,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 import securedb
-from bed import certs, mariadb
+from bed import certs, mariadb, postgres
 from bed.bed import Bed
 from securedb import errors
 from securedb.drivers import Failure
@@ -206,3 +207,26 @@ def test_partition_is_detected(bed: Bed, engine: str) -> None:
     else:
         assert error.args[0] == 2013  # CR_SERVER_LOST
     print(f"\n{engine}: partition detected after {elapsed:.1f} s ({type(error).__name__})")
+
+
+def test_partition_is_detected_on_asyncpg(bed: Bed) -> None:
+    """asyncpg has no keepalive settings: the socket options securedb sets find the peer."""
+    pytest.importorskip("asyncpg")
+    fwd = bed.forwarder(("127.0.0.1", bed.primary.port))
+    user = f"{postgres.APP_USER}:{postgres.APP_PASSWORD}"
+    loop = asyncio.new_event_loop()
+    try:
+        conn = loop.run_until_complete(
+            securedb.async_connect(
+                f"postgresql+asyncpg://{user}@localhost:{fwd.port}/app", ca_bundle=str(bed.pki.ca)
+            )
+        )
+        error, elapsed = detect(
+            bed, fwd, lambda: loop.run_until_complete(conn.fetchval("SELECT 1"))
+        )
+        assert error is not None, "the query answered through a partition"
+        assert failure_of(error, "postgresql") is Failure.FAILOVER
+        print(f"\nasyncpg: partition detected after {elapsed:.1f} s ({type(error).__name__})")
+        conn.terminate()
+    finally:
+        loop.close()
