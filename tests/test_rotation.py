@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import threading
@@ -53,10 +54,12 @@ def wait_for(condition: Any, what: str, timeout: float = 15.0) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.parametrize("driver", ["psycopg", "asyncpg"])
 def test_rotation_under_load(
-    bed: Bed, aws_env: dict[str, str], caplog: pytest.LogCaptureFixture
+    bed: Bed, aws_env: dict[str, str], caplog: pytest.LogCaptureFixture, driver: str
 ) -> None:
-    """8 threads open connections and query while the password rotates: zero failures.
+    """8 threads (asyncpg: 8 tasks) open connections and query while the password
+    rotates: zero failures.
 
     The rotation takes AWS's four steps, and each waits until the workers have made
     connections in the state the previous step left, however fast or slow they are.
@@ -73,26 +76,31 @@ def test_rotation_under_load(
         "dbname": "app",
     }
     sm.create_secret(Name="rds/rotating", SecretString=json.dumps(fields))
-    eng = securedb.engine(
-        secret_id="rds/rotating", ca_bundle=str(bed.pki.ca), poolclass=sa.NullPool
-    )
     stop, errors_seen, done = threading.Event(), [], [0]
     caplog.set_level("INFO", logger="securedb")
+    if driver == "asyncpg":
+        pytest.importorskip("asyncpg")
+        worker, dispose = asyncpg_workers(stop, errors_seen, done, str(bed.pki.ca))
+    else:
+        eng = securedb.engine(
+            secret_id="rds/rotating", ca_bundle=str(bed.pki.ca), poolclass=sa.NullPool
+        )
+        dispose = eng.dispose
 
-    def worker() -> None:
-        while not stop.is_set():
-            try:
-                with eng.connect() as conn:
-                    assert conn.execute(sa.text("SELECT 1")).scalar() == 1
-                done[0] += 1
-            except Exception as exc:
-                errors_seen.append(repr(exc))
+        def worker() -> None:
+            while not stop.is_set():
+                try:
+                    with eng.connect() as conn:
+                        assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+                    done[0] += 1
+                except Exception as exc:
+                    errors_seen.append(repr(exc))
 
     def after(count: int) -> None:
         mark = done[0]
         wait_for(lambda: done[0] >= mark + count or errors_seen, f"{count} connections")
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
+    threads = [threading.Thread(target=worker) for _ in range(1 if driver == "asyncpg" else 8)]
     for t in threads:
         t.start()
     after(20)
@@ -116,12 +124,38 @@ def test_rotation_under_load(
     stop.set()
     for t in threads:
         t.join()
-    eng.dispose()
+    dispose()
     assert errors_seen == []
     # The window between setSecret and finishSecret was hit and crossed via AWSPENDING.
     assert any("refreshing once" in r.getMessage() for r in caplog.records)
     with securedb.connect(secret_id="rds/rotating", ca_bundle=str(bed.pki.ca)) as conn:
         assert conn.info.password == second
+
+
+def asyncpg_workers(
+    stop: threading.Event, errors_seen: list[str], done: list[int], ca: str
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """A thread running 8 tasks that each open an asyncpg connection and query, until
+    `stop`; and the clean-up (nothing: every connection is closed as it ends)."""
+
+    async def task() -> None:
+        while not stop.is_set():
+            try:
+                conn = await securedb.async_connect(
+                    secret_id="rds/rotating", driver="asyncpg", ca_bundle=ca
+                )
+                try:
+                    assert await conn.fetchval("SELECT 1") == 1
+                finally:
+                    await conn.close()
+                done[0] += 1
+            except Exception as exc:
+                errors_seen.append(repr(exc))
+
+    async def tasks() -> None:
+        await asyncio.gather(*(task() for _ in range(8)))
+
+    return lambda: asyncio.run(tasks()), lambda: None
 
 
 class Counting:
