@@ -102,6 +102,13 @@ async def pool_connection(make: Callable[[], Any]) -> AsyncIterator[Any]:
 
 
 @contextlib.asynccontextmanager
+async def acquired(make: Callable[[], Any]) -> AsyncIterator[Any]:
+    """A connection from an asyncpg `Pool` (made by `make`, started by `async with`)."""
+    async with make() as p, p.acquire() as conn:
+        yield conn
+
+
+@contextlib.asynccontextmanager
 async def connection(connect: Call) -> AsyncIterator[Any]:
     conn = await connect()
     try:
@@ -129,13 +136,20 @@ async def checkout(engine_or_pool: Any) -> Call:
 
 
 async def select_one(conn: Any) -> Call:
-    """One `SELECT 1` and its row: on a driver cursor, or SQLAlchemy's `exec_driver_sql`."""
+    """One `SELECT 1` and its row: on a driver cursor, asyncpg's `fetchval`, or
+    SQLAlchemy's `exec_driver_sql`."""
     if hasattr(conn, "exec_driver_sql"):
 
         async def through_sqlalchemy() -> Any:
             return (await conn.exec_driver_sql("SELECT 1")).fetchone()
 
         return through_sqlalchemy
+    if hasattr(conn, "fetchval"):  # asyncpg: no cursor for a plain query
+
+        async def fetchval() -> Any:
+            return await conn.fetchval("SELECT 1")
+
+        return fetchval
     cursor = conn.cursor()
     if inspect.isawaitable(cursor):  # aiomysql
         cursor = await cursor

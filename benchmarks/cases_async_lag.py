@@ -93,11 +93,12 @@ def loop_lag_refresh(ctx: Ctx, scale: Scale) -> dict[str, Any]:
     lag = LAG.get(scale.name, LAG["quick"])
     iam = {"auth": "iam", "iam_token_ttl": lag.ttl, "ca_bundle": ctx.ca}
     signed = ctx.pg_kwargs()  # a token minted once, valid for 15 minutes
+    asyncpg_url = ctx.pg_iam_url.replace("postgresql://", "postgresql+asyncpg://")
 
-    def engine(refresh: str) -> Work:
+    def engine(refresh: str, url: str = ctx.pg_iam_url) -> Work:
         @contextlib.asynccontextmanager
         async def work() -> AsyncIterator[Call]:
-            eng = securedb.async_engine(ctx.pg_iam_url, refresh=refresh, poolclass=NullPool, **iam)
+            eng = securedb.async_engine(url, refresh=refresh, poolclass=NullPool, **iam)
 
             async def once() -> None:
                 async with eng.connect() as conn:
@@ -134,6 +135,7 @@ def loop_lag_refresh(ctx: Ctx, scale: Scale) -> dict[str, Any]:
     works: list[tuple[str, Work, str | None]] = [
         ("securedb.async_engine, refresh='lazy'", engine("lazy"), None),
         ("securedb.async_engine, refresh='background'", engine("background"), None),
+        ("securedb.async_engine (asyncpg), refresh='lazy'", engine("lazy", asyncpg_url), None),
         ("AWS wrapper async (iam plugin)", plain(wrapper), missing(WRAPPER)),
         (CONTROL, plain(raw), None),
         (f"securedb.connect {ANTI}", plain(securedb_blocking), None),
@@ -174,7 +176,9 @@ def loop_lag_refresh(ctx: Ctx, scale: Scale) -> dict[str, Any]:
         f"{(lag.ttl - 1) * 2 / 3:.2g} s and expires after {lag.ttl - 1} s, so an episode "
         f"spans about {lag.seconds / (lag.ttl - 1):.0f} token lifetimes. securedb's engine "
         "has `poolclass=NullPool`, so every checkout opens a connection and takes a "
-        "credential; the AWS wrapper's IAM plugin gets `iam_expiration` the same. A sample "
+        "credential (on psycopg, and on asyncpg through SQLAlchemy's asyncpg dialect, "
+        "against the same psycopg control); the AWS wrapper's IAM plugin gets `iam_expiration` "
+        "the same. A sample "
         "is the worst wake-up of a 250 ms window; the note gives the worst of all, the ratio "
         "compares medians with the control's. " + SHARED,
     )

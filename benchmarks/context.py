@@ -96,6 +96,18 @@ class Ctx:
             "ssl": ssl.create_default_context(cafile=self.ca),
         }
 
+    def asyncpg_kwargs(self) -> dict[str, Any]:
+        """Raw asyncpg arguments for the primary as iam_user: a token minted now, and an
+        SSLContext verifying the bed's CA with the host name check on (verify-full)."""
+        return {
+            "host": "localhost",
+            "port": self.pg_port,
+            "database": "app",
+            "user": PG_USER,
+            "password": mint("localhost", self.pg_port, PG_USER),
+            "ssl": ssl.create_default_context(cafile=self.ca),
+        }
+
     def wrapper_kwargs(self, plugins: str) -> dict[str, Any]:
         """AWS Advanced Python Wrapper arguments for the primary, as iam_user.
 
