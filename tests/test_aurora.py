@@ -367,7 +367,7 @@ def test_without_topology_recovery_waits_for_dns(
 
 
 def test_the_old_writer_back_read_only_gets_no_write(bed: Bed, cluster: AuroraCluster) -> None:
-    promoted = cluster.fail_over(dns_delay=3600)
+    cluster.fail_over(dns_delay=3600)
     cluster.restore_as_reader("aurora-pg-1")  # the cluster name still points at it
     assert socket.gethostbyname(cluster_names.CLUSTER) == cluster.address("aurora-pg-1")
     eng = securedb.engine(password_url(cluster), ca_bundle=bed.pki.ca)
@@ -377,7 +377,6 @@ def test_the_old_writer_back_read_only_gets_no_write(bed: Bed, cluster: AuroraCl
     finally:
         eng.dispose()
     assert instances == {"aurora-pg-2"}
-    assert time.monotonic() - promoted < 3600
 
 
 def where(conn: Any) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from bed import certs, mariadb, postgres
+from bed import certs, mariadb, names, postgres
 from bed.bed import Bed
 from bed.forwarder import Forwarder
 
@@ -56,20 +55,6 @@ for _ in sys.stdin:
     print(json.dumps(answer), flush=True)
 engine.dispose()
 """
-
-
-def mount_namespaces_work() -> str | None:
-    """None if this machine can give a child its own /etc/hosts, else why not."""
-    if shutil.which("unshare") is None or shutil.which("mount") is None:
-        return "unshare(1) and mount(8) are needed for a private /etc/hosts"
-    probe = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "true"],
-        capture_output=True,
-        check=False,
-    )
-    if probe.returncode != 0:
-        return f"no mount namespace for a private /etc/hosts: {probe.stderr.decode().strip()}"
-    return None
 
 
 class Client:
@@ -127,7 +112,7 @@ def endpoint(
     request: pytest.FixtureRequest, bed: Bed
 ) -> Iterator[tuple[str, Forwarder, Forwarder]]:
     """An RDS endpoint name, and the forwarders at its old and its new address."""
-    reason = mount_namespaces_work()
+    reason = names.can_enter()
     if reason:
         pytest.skip(reason)
     if request.param == "postgresql":
