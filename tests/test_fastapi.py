@@ -31,18 +31,29 @@ def notes(bed: Bed) -> None:
     )
 
 
-def config(bed: Bed) -> Config:
+def config(bed: Bed, scheme: str = "postgresql") -> Config:
     return Config.from_url(
-        f"postgresql://{postgres.IAM_USER}@localhost:{bed.primary.port}/app",
+        f"{scheme}://{postgres.IAM_USER}@localhost:{bed.primary.port}/app",
         auth="iam",
         ca_bundle=str(bed.pki.ca),
     )
 
 
 @pytest.mark.usefixtures("notes")
-def test_200_concurrent_requests(bed: Bed, aws_env: dict[str, str]) -> None:
-    cfg = config(bed)
+@pytest.mark.parametrize("scheme", ["postgresql", "postgresql+asyncpg"])
+def test_200_concurrent_requests(
+    bed: Bed, aws_env: dict[str, str], scheme: str, request: pytest.FixtureRequest
+) -> None:
+    cfg = config(bed, scheme)
     app = create_app(cfg)
+    drivers: set[str] = set()
+
+    def record(dbapi_conn: Any, _: Any) -> None:
+        conn = getattr(dbapi_conn, "driver_connection", dbapi_conn)
+        drivers.add(type(conn).__module__.split(".")[0])
+
+    sa.event.listen(sa.pool.Pool, "connect", record)
+    request.addfinalizer(lambda: sa.event.remove(sa.pool.Pool, "connect", record))
     before = set(threading.enumerate())
 
     async def main() -> tuple[list[int], list[int], int, int]:
@@ -64,6 +75,8 @@ def test_200_concurrent_requests(bed: Bed, aws_env: dict[str, str]) -> None:
 
     statuses, rejected, count, sync_count = asyncio.run(main())
     assert statuses == [200] * 200
+    # The async endpoints ran on the spelled driver, the `def` ones on psycopg.
+    assert drivers == ({"asyncpg", "psycopg"} if "asyncpg" in scheme else {"psycopg"})
     assert rejected == [422]
     assert count == sync_count == 150  # every insert committed, the rejected one rolled back
     assert identity(cfg) not in connector._registry.entries  # shutdown released the cache

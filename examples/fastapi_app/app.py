@@ -10,6 +10,7 @@ Configure it as in production, with ``SECUREDB_URL``, ``SECUREDB_AUTH=iam`` (or
 annotations, and they name `db`, a local of `create_app`.)
 """
 
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -25,12 +26,14 @@ from securedb.contrib.fastapi import Database
 def create_app(config: securedb.Config | None = None) -> FastAPI:
     cfg = config or securedb.Config.from_env()
     db = Database(cfg)
+    # asyncpg is async only: the `def` endpoints reach the same database through psycopg.
+    sync_config = dataclasses.replace(cfg, driver=None) if cfg.driver == "asyncpg" else cfg
     engines: dict[str, sa.Engine] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with db.lifespan(app):
-            engines["sync"] = securedb.engine(cfg)  # for the `def` endpoints
+            engines["sync"] = securedb.engine(sync_config)  # for the `def` endpoints
             try:
                 yield
             finally:
