@@ -192,7 +192,7 @@ def _closed(conn: Any) -> None:
 def flip(cluster: Any, load: Load) -> dict[str, Any]:
     """One writer flip under load on a freshly rebuilt cluster; what came of it."""
     from bed import aurora
-    from securedb import connector
+    from securedb import _state
 
     cluster.rebuild()
     old = cluster.writer()
@@ -223,7 +223,7 @@ def flip(cluster: Any, load: Load) -> dict[str, Any]:
         for thread in threads:
             thread.join(max(0.0, until - time.monotonic()))
         close()
-        connector.reset()
+        _state.reset()
     out = NEW_WRITER
     rows = collections.Counter(
         cluster.nodes[out].psql("SELECT token FROM flip_rows", "app").split()

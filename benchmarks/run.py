@@ -145,7 +145,7 @@ def refreshers_stopped() -> Iterator[None]:
     keeps its most recent connectors, and some cases make caches directly. Closing them
     keeps the next case (and, under pytest, the next test) free of their threads.
     """
-    from securedb import connector
+    from securedb import _state
     from securedb.credentials.cache import RefreshAheadCache
 
     made: list[RefreshAheadCache] = []
@@ -160,7 +160,7 @@ def refreshers_stopped() -> Iterator[None]:
         yield
     finally:
         RefreshAheadCache.__init__ = original  # type: ignore[method-assign]
-        connector.reset()
+        _state.reset()
         for cache in made:
             cache.close()
 

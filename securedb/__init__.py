@@ -9,7 +9,7 @@ import importlib
 
 TYPE_CHECKING = False  # not typing's: importing typing would cost more than all of securedb
 
-__version__ = "0.1.0.dev0"
+__version__ = "0.1.0"
 __all__ = [
     "Config",
     "__version__",

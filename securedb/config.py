@@ -6,6 +6,7 @@ Importing this module loads no driver and no AWS SDK.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import os
 import re
@@ -36,6 +37,8 @@ DEFAULT_SECRET_TTL = 3600
 MAX_SECRET_TTL = 7 * 24 * 3600.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 MAX_TIMEOUT = 3600.0
+# How close a URL query name must be to a securedb option to be taken for a typo of it.
+OPTION_TYPO_CUTOFF = 0.75
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 # A URL's scheme: the engine, and the driver it names (None: the entry point's default).
 SCHEMES: dict[str, tuple[Engine, str | None]] = {
@@ -185,7 +188,7 @@ class Config:
             fields, extra_args = _parse_url(url)
             options = {**fields.pop("options"), **options}
             if extra_args:
-                _check_query_names(extra_args, fields["engine"], fields["driver"])
+                _check_query_names(extra_args)
                 given = options.get("connect_args") or {}
                 if not isinstance(given, Mapping):
                     raise ConfigError("connect_args must be a dict of driver keyword arguments")
@@ -377,16 +380,20 @@ def _url_port(parts: SplitResult, url: str) -> int | None:
     raise ConfigError(f"bad port{shown} in the URL: expected a number from 1 to 65535")
 
 
-def _check_query_names(extra: Mapping[str, str], engine: str, driver: str | None) -> None:
-    """Refuse a query name the driver does not take before anything else is judged, so a
-    misspelt option (``?auht=iam``) is named, not the setting it failed to make.
+def _check_query_names(extra: Mapping[str, str]) -> None:
+    """Refuse a misspelt securedb option in the URL's query (``?auht=iam``) before anything
+    else is judged, so it is named, not the setting it failed to make.
 
-    Only names are judged here (``local=True``): TLS values are judged with the rest of
-    the Config, once the host and the tunnel are known.
+    The other names are the driver's, judged where a connector is made
+    (`securedb.drivers.check_config`). The cutoff leaves every driver argument alone: a
+    test checks each adapter's names against it.
     """
-    from securedb import drivers
-
-    drivers.load(engine, driver).check_args(extra, local=True)
+    for name in extra:
+        close = difflib.get_close_matches(name.lower(), OPTIONS, n=1, cutoff=OPTION_TYPO_CUTOFF)
+        if close:
+            raise ConfigError(
+                f"unknown option {name!r} in the URL's query (did you mean {close[0]!r}?)"
+            )
 
 
 def _infer_auth(v: Mapping[str, Any]) -> Any:
@@ -442,9 +449,8 @@ def _validated(cfg: Config) -> dict[str, Any]:
         v["ca_bundle"] = _ca_bundle(v["ca_bundle"])
     if v["tunnel"] is not None:
         v["tunnel"] = _tunnel(v["tunnel"])
-    local = is_loopback(v["host"]) and (v["tunnel"] is None or is_loopback(v["tunnel"][0]))
     v["driver"] = _driver(v["driver"], v["engine"])
-    v["connect_args"] = _connect_args(v["connect_args"], v["engine"], v["driver"], local)
+    v["connect_args"] = _connect_args(v["connect_args"])
     return v
 
 
@@ -629,14 +635,11 @@ def _driver(driver: Any, engine: str | None) -> str | None:
     return str(_choice(driver, "driver", allowed))
 
 
-def _connect_args(args: Any, engine: str | None, driver: str | None, local: bool) -> DriverArgs:
-    """The caller's driver arguments, checked by the adapter once the engine is known."""
+def _connect_args(args: Any) -> DriverArgs:
+    """The caller's driver arguments, read-only; the adapter judges them where a connector
+    is made (`securedb.drivers.check_config`)."""
     if not isinstance(args, Mapping) or not all(isinstance(k, str) for k in args):
         raise ConfigError("connect_args must be a dict of driver keyword arguments")
-    if engine is not None:
-        from securedb import drivers
-
-        drivers.load(engine, driver).check_args(args, local)
     return args if isinstance(args, DriverArgs) else DriverArgs(args)
 
 

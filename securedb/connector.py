@@ -4,146 +4,125 @@
 driver's own connection with verify-full TLS, and if the database refuses the credential
 (a rotated password, an expired token) fetch it once more and retry once. Failures leave
 as `securedb.errors` classes that say what to do, or as a clean copy of the driver's own
-error, and none of them can lead to a secret: no chained cause or context, no driver
-connection attribute, no frame that holds a credential.
+error (`securedb._translate`), and none of them can lead to a secret: no chained cause or
+context, no driver connection attribute, no frame that holds a credential.
 
 Credential caches are shared through one registry keyed by credential identity
-(`securedb.credentials.identity`): every `Connector` (of `connect`, `engine`, `pool`,
-Django, Lambda) holds a reference, and the last one released stops the refresher.
+(`securedb._state`): every `Connector` (of `connect`, `engine`, `pool`, Django, Lambda)
+holds a reference until it is closed, and the last one released stops the refresher.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import dataclasses
-import os
 import sys
 import threading
-import time
+import warnings
 import weakref
 from collections.abc import Hashable, Mapping
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-from securedb import _extras, _log, drivers, tls, topology
-from securedb.config import Config, is_loopback, split_options
+from securedb import _extras, _log, _routing, _state, drivers, topology
+from securedb._translate import detached, translate
+from securedb.config import Config, split_options
 from securedb.credentials import RefreshAheadCache, cache_for, identity
 from securedb.credentials.base import Credential
 from securedb.drivers import Driver, Failure
-from securedb.errors import AuthenticationError, ConfigError, SecureDBError, TLSError, TopologyError
-from securedb.topology import Missed, Outcome, Pause, Plan, Reached, Topology, Visit
+from securedb.errors import ClosedError, ConfigError, SecureDBError
+from securedb.topology import Missed, Outcome, Reached, Topology, Visit
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import psycopg
+    import pymysql.connections
+
+    # What connect() returns, by engine; async_connect() returns psycopg's, asyncpg's or
+    # aiomysql's (neither of the last two ships type information).
+    Connection: TypeAlias = psycopg.Connection[Any] | pymysql.connections.Connection[Any]
+    AsyncConnection: TypeAlias = psycopg.AsyncConnection[Any] | Any
 
 __all__ = ["Connector", "async_connect", "connect"]
 
 logger = _log.get("connect")
 
 
-class _Registry:
-    """One credential cache per identity, counted; the last release closes it.
-
-    Releases come from finalizers, and the garbage collector runs those wherever it
-    starts, including inside `acquire` on the thread that holds the lock. So a release
-    never waits for the lock: it is queued, and whoever holds the lock settles the queue
-    after letting go.
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.entries: dict[Hashable, tuple[RefreshAheadCache, int]] = {}
-        self.pending: collections.deque[tuple[Hashable, RefreshAheadCache]] = collections.deque()
-
-    def acquire(self, cfg: Config) -> tuple[Hashable, RefreshAheadCache]:
-        key = identity(cfg)
-        with self.lock:
-            cache, count = self.entries.get(key) or (cache_for(cfg), 0)
-            self.entries[key] = (cache, count + 1)
-        self.settle()
-        return key, cache
-
-    def release(self, key: Hashable, acquired: RefreshAheadCache) -> None:
-        self.pending.append((key, acquired))
-        self.settle()
-
-    def settle(self) -> None:
-        """Apply the queued releases, unless another holds the lock (it settles them)."""
-        while self.pending:
-            if not self.lock.acquire(blocking=False):
-                return
-            closing: list[RefreshAheadCache] = []
-            try:
-                while self.pending:
-                    key, acquired = self.pending.popleft()
-                    cache, count = self.entries.get(key, (None, 0))
-                    if cache is not acquired:  # reset() forgot that one: not ours
-                        continue
-                    if count > 1:
-                        self.entries[key] = (cache, count - 1)
-                    else:
-                        del self.entries[key]
-                        closing.append(cache)
-            finally:
-                self.lock.release()
-            for cache in closing:
-                cache.close()
-
-    def reset(self) -> None:
-        with self.lock:
-            caches = [cache for cache, _ in self.entries.values()]
-            self.entries.clear()
-            self.pending.clear()
-        self.settle()
-        for cache in caches:
-            cache.close()
-
-
-_registry = _Registry()
-
-
 class Connector:
     """Opens connections for one `Config`, with the shared credential cache of its identity.
 
-    `close()` releases the cache (and so does garbage collection); a connector used
-    again after `close()` takes a new reference.
+    Close it when done, or use it as a context manager: `close()` releases its credential
+    caches (the last release stops their refresher), and it is final. A connector
+    collected unclosed is released all the same, with a ``ResourceWarning`` unless it is
+    `owned` by an engine, a pool or a Django connection, which may be dropped unclosed as
+    SQLAlchemy's engines may (a pool warns by itself).
     """
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, owned: bool = False) -> None:
+        drivers.check_config(cfg)
         self._cfg = cfg
         self._resolved = cfg if cfg.engine and cfg.host else None
         self._by_dbname: dict[str, Config] = {}
         self._by_host: dict[tuple[str | None, str], Config] = {}
         self._topology: Topology | None = None
         self._lock = threading.Lock()
-        _connectors.add(self)
-        self._acquire()
+        self._cache = _acquire(cfg)
+        self._held: dict[Hashable, RefreshAheadCache] = {identity(cfg): self._cache}
+        self._finalizer = weakref.finalize(
+            self, _release_all if owned else _collected, self._held, repr(self)
+        )
+        self._finalizer.atexit = False  # connect()'s connectors live as long as the process
+        _state.track(self)
 
-    def _acquire(self) -> None:
-        key, self._cache = _registry.acquire(self._cfg)
-        self._held: dict[Hashable, RefreshAheadCache] = {key: self._cache}
-        self._release = weakref.finalize(self, _release_all, self._held)
+    def __enter__(self) -> Connector:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def close(self) -> None:
+        """Release the credential caches; the last release stops their refresher."""
+        if self._finalizer.detach() is not None:
+            _release_all(self._held)
+
+    def after_fork(self) -> None:
+        """A lock held by another thread at fork would never be released in the child."""
+        self._lock = threading.Lock()
 
     @property
     def cache(self) -> RefreshAheadCache:
-        self._take_back()
+        if self.closed:
+            raise self._closed_error()
         return self._cache
 
-    def _take_back(self) -> None:
-        """After `close()`, a connector used again takes its cache back."""
-        if not self._release.alive:
-            with self._lock:
-                if not self._release.alive:
-                    self._acquire()
+    def _closed_error(self) -> ClosedError:
+        return ClosedError(
+            f"{self!r} is closed: make a new engine, pool or connector",
+            host=self._cfg.host,
+            port=self._cfg.port,
+        )
 
     def _cache_for(self, cfg: Config) -> RefreshAheadCache:
         """The credential cache for `cfg`: the connector's own, or for an Aurora instance
         (another host) the one of its identity, since a token is signed for one host."""
         if cfg.host == (self._resolved or self._cfg).host:
             return self.cache
-        self._take_back()
         key = identity(cfg)
         with self._lock:
+            if self.closed:
+                raise self._closed_error()
             if key not in self._held:
-                self._held[key] = _registry.acquire(cfg)[1]
+                self._held[key] = _acquire(cfg)
             return self._held[key]
 
     @property
@@ -158,7 +137,7 @@ class Connector:
         try:
             cred = self.cache.get()
         except SecureDBError as exc:
-            error = _detached(exc)
+            error = detached(exc)
         else:
             return self._resolve(cred)
         raise error  # outside the except block: no context to follow
@@ -166,9 +145,9 @@ class Connector:
     def _resolve(self, cred: Credential) -> Config:
         with self._lock:
             if self._resolved is None:
-                self._resolved = self._cfg.with_secret_fields(
-                    {**cred.fields, "username": cred.user}
-                )
+                resolved = self._cfg.with_secret_fields({**cred.fields, "username": cred.user})
+                drivers.check_config(resolved)  # the secret named the endpoint
+                self._resolved = resolved
             return self._resolved
 
     def connect(self, dbname: str | None = None, **args: Any) -> Any:
@@ -200,7 +179,7 @@ class Connector:
         try:
             cfg = self._for_dbname(self.config, dbname)
         except SecureDBError as exc:
-            return _detached(exc)
+            return detached(exc)
         driver = drivers.load(cfg.engine or "", cfg.driver)
         absent = _extras.missing("securedb.connect()", _extras.driver_modules(cfg.engine, False))
         if absent is not None:
@@ -208,7 +187,9 @@ class Connector:
         cluster = self._topology_of(cfg)
         if cluster is None:
             return self._reach(driver, cfg, args)
-        return self._routed(driver, cfg, args, self._plan(cfg, cluster))
+        return _routing.run(
+            self._plan(cfg, cluster), lambda visit: self._visit(driver, cfg, args, visit)
+        )
 
     def _reach(self, driver: Driver, cfg: Config, args: Mapping[str, Any]) -> Any:
         """A connection to `cfg`'s host, or the clean error to raise."""
@@ -216,31 +197,6 @@ class Connector:
         if outcome is _RETRY:
             outcome = self._attempt(driver, cfg, args, retry=False)
         return outcome
-
-    def _routed(self, driver: Driver, cfg: Config, args: Mapping[str, Any], plan: Plan) -> Any:
-        """Carry out a topology plan: the connection it chose, or the clean error."""
-        opened: list[Any] = []
-        chosen = None
-        outcome: Outcome = None
-        try:
-            while True:
-                step = plan.send(outcome)
-                if isinstance(step, Pause):
-                    time.sleep(step.seconds)
-                    outcome = None
-                    continue
-                outcome = self._visit(driver, cfg, args, step)
-                if isinstance(outcome, Reached):
-                    opened.append(outcome.conn)
-        except StopIteration as done:
-            chosen = done.value
-            return chosen
-        except Exception as exc:
-            return _bare(exc)
-        finally:
-            for conn in opened:
-                if conn is not chosen:
-                    _close_quietly(conn)
 
     def _visit(self, driver: Driver, cfg: Config, args: Mapping[str, Any], visit: Visit) -> Outcome:
         target = self._for_host(cfg, visit.host)
@@ -252,14 +208,16 @@ class Connector:
         try:
             answer = driver.read_topology(conn)
         except Exception as exc:
-            return _unread(exc, driver, target, conn)
-        return self._answered(answer, visit.host, conn)
+            _routing.close_quietly(conn)
+            return _routing.unread(exc, driver, target)
+        assert self._topology is not None
+        return _routing.answered(self._topology, answer, visit.host, conn)
 
     async def _open_async(self, dbname: str | None, args: Mapping[str, Any]) -> Any:
         try:
             cfg = self._for_dbname(self._resolved or await self._config_async(), dbname)
         except SecureDBError as exc:
-            return _detached(exc)
+            return detached(exc)
         driver = drivers.load(cfg.engine or "", cfg.driver)
         modules = _extras.driver_modules(cfg.engine, True, cfg.driver)
         if any(sys.modules.get(name) is None for name in modules):
@@ -270,39 +228,15 @@ class Connector:
         cluster = self._topology_of(cfg)
         if cluster is None:
             return await self._reach_async(driver, cfg, args)
-        return await self._routed_async(driver, cfg, args, self._plan(cfg, cluster))
+        return await _routing.run_async(
+            self._plan(cfg, cluster), lambda visit: self._visit_async(driver, cfg, args, visit)
+        )
 
     async def _reach_async(self, driver: Driver, cfg: Config, args: Mapping[str, Any]) -> Any:
         outcome = await self._attempt_async(driver, cfg, args, retry=True)
         if outcome is _RETRY:
             outcome = await self._attempt_async(driver, cfg, args, retry=False)
         return outcome
-
-    async def _routed_async(
-        self, driver: Driver, cfg: Config, args: Mapping[str, Any], plan: Plan
-    ) -> Any:
-        opened: list[Any] = []
-        chosen = None
-        outcome: Outcome = None
-        try:
-            while True:
-                step = plan.send(outcome)
-                if isinstance(step, Pause):
-                    await asyncio.sleep(step.seconds)
-                    outcome = None
-                    continue
-                outcome = await self._visit_async(driver, cfg, args, step)
-                if isinstance(outcome, Reached):
-                    opened.append(outcome.conn)
-        except StopIteration as done:
-            chosen = done.value
-            return chosen
-        except Exception as exc:
-            return _bare(exc)
-        finally:
-            for conn in opened:
-                if conn is not chosen:
-                    await _close_quietly_async(conn)
 
     async def _visit_async(
         self, driver: Driver, cfg: Config, args: Mapping[str, Any], visit: Visit
@@ -316,20 +250,10 @@ class Connector:
         try:
             answer = await driver.read_topology_async(conn)
         except Exception as exc:
-            return _unread(exc, driver, target, conn)
-        return self._answered(answer, visit.host, conn)
-
-    def _answered(self, answer: topology.Answer | None, where: str, conn: Any) -> Reached:
-        """What a topology read came to: a snapshot, a lie, or no topology at all (not
-        Aurora: this cluster's connections go by DNS from now on)."""
+            await _routing.close_quietly_async(conn)
+            return _routing.unread(exc, driver, target)
         assert self._topology is not None
-        if answer is None:
-            self._topology.dns_only = True
-            return Reached(conn, None)
-        try:
-            return Reached(conn, topology.snapshot(answer, self._topology.cluster, where))
-        except TopologyError as exc:
-            return Reached(conn, None, exc)
+        return _routing.answered(self._topology, answer, visit.host, conn)
 
     def _topology_of(self, cfg: Config) -> Topology | None:
         """The shared topology of `cfg`'s Aurora cluster, if its connections are routed."""
@@ -340,7 +264,7 @@ class Connector:
             self._topology = topology.shared(cfg.engine or "", cluster)
         return None if self._topology.dns_only else self._topology
 
-    def _plan(self, cfg: Config, cluster: Topology) -> Plan:
+    def _plan(self, cfg: Config, cluster: Topology) -> topology.Plan:
         host = cfg.host or ""
         if cfg.wants_reader:
             return topology.reader_plan(
@@ -366,35 +290,41 @@ class Connector:
 
     def _attempt(self, driver: Driver, cfg: Config, args: Mapping[str, Any], retry: bool) -> Any:
         """A connection, `_RETRY` after a first refusal, or the clean error to raise."""
-        cache = self._cache_for(cfg)
         try:
+            cache = self._cache_for(cfg)
             cred = cache.get()
         except SecureDBError as exc:
-            return _detached(exc)
+            return detached(exc)
         try:
             return driver.connect(cfg, cred, args)
         except Exception as exc:
-            return self._refused(driver, cfg, cred, exc, retry)
+            return self._refused(driver, cfg, cache, cred, exc, retry)
 
     async def _attempt_async(
         self, driver: Driver, cfg: Config, args: Mapping[str, Any], retry: bool
     ) -> Any:
         try:
-            cred = await self._credential_async(self._cache_for(cfg))
+            cache = self._cache_for(cfg)
+            cred = await self._credential_async(cache)
         except SecureDBError as exc:
-            return _detached(exc)
+            return detached(exc)
         try:
             return await driver.connect_async(cfg, cred, args)
         except Exception as exc:
-            return self._refused(driver, cfg, cred, exc, retry)
+            return self._refused(driver, cfg, cache, cred, exc, retry)
 
+    @staticmethod
     def _refused(
-        self, driver: Driver, cfg: Config, cred: Credential, exc: Exception, retry: bool
+        driver: Driver,
+        cfg: Config,
+        cache: RefreshAheadCache,
+        cred: Credential,
+        exc: Exception,
+        retry: bool,
     ) -> Any:
         """`_RETRY` for a first refusal of a managed credential, else the error to raise."""
         failure = driver.classify(exc)
         managed = cfg.auth != "password"
-        cache = self._cache_for(cfg)
         if failure is Failure.AUTH and retry and managed and cache.invalidate(cred):
             logger.info(
                 "%s refused %s (version %s); refreshing once",
@@ -403,7 +333,7 @@ class Connector:
                 cred.version,
             )
             return _RETRY
-        return _translate(exc, failure, cfg, cred.password)
+        return translate(exc, failure, cfg, cred.password)
 
     async def credential_async(self) -> Credential:
         """The cached credential inline; a fetch (and botocore's import) in a thread.
@@ -426,116 +356,62 @@ class Connector:
         if dbname is None or dbname == cfg.dbname:
             return cfg
         if dbname not in self._by_dbname:
-            self._by_dbname[dbname] = Config(**{**_fields(cfg), "dbname": dbname})
+            self._by_dbname[dbname] = dataclasses.replace(cfg, dbname=dbname)
         return self._by_dbname[dbname]
-
-    def close(self) -> None:
-        """Release the credential cache; the last release stops its refresher."""
-        self._release()
 
     def __repr__(self) -> str:
         return f"<Connector {self._cfg.endpoint} auth={self._cfg.auth}>"
 
 
 _RETRY = object()
-_connectors: weakref.WeakSet[Connector] = weakref.WeakSet()  # for their locks after a fork
 
 
-def _release_all(held: dict[Hashable, RefreshAheadCache]) -> None:
+def _acquire(cfg: Config) -> RefreshAheadCache:
+    return _state.registry.acquire(identity(cfg), lambda: cache_for(cfg))
+
+
+def _release_all(held: dict[Hashable, RefreshAheadCache], name: str = "") -> None:
     for key, cache in held.items():
-        _registry.release(key, cache)
+        _state.registry.release(key, cache)
     held.clear()
 
 
-def _bare(exc: Exception) -> Exception:
-    """`exc` (clean already) without the traceback through a plan, whose frames hold
-    connections."""
-    exc.__cause__ = exc.__context__ = None
-    return exc.with_traceback(None)
-
-
-def _unread(exc: Exception, driver: Driver, cfg: Config, conn: Any) -> Outcome:
-    """The topology query failed: the connection was lost, or this is not Aurora."""
-    _close_quietly(conn)
-    failure = driver.classify(exc)
-    if failure is Failure.FAILOVER:
-        return Missed(_translate(exc, failure, cfg, ""), True)
-    error = TopologyError(
-        f"could not read the Aurora topology on {cfg.endpoint} ({type(exc).__name__}); "
-        "pass topology='off' to connect through the endpoint's DNS name only",
-        host=cfg.host,
-        port=cfg.port,
+def _collected(held: dict[Hashable, RefreshAheadCache], name: str) -> None:
+    """The safety net: a connector collected unclosed is released, and says so."""
+    _release_all(held)
+    warnings.warn(
+        f"{name} was never closed: dispose() its engine, close() its pool, or use the "
+        "connector in a `with` block",
+        ResourceWarning,
+        stacklevel=2,
     )
-    return Missed(error, False)
 
 
-def _close_quietly(conn: Any) -> None:
-    with contextlib.suppress(Exception):
-        conn.close()
+def _memoized(url: str | Config | None, options: dict[str, Any]) -> Connector:
+    """`connect()`'s connector for these arguments: a repeated call skips parsing
+    altogether, and equal Configs are one key."""
 
-
-async def _close_quietly_async(conn: Any) -> None:
-    with contextlib.suppress(Exception):
-        result = conn.close()
-        if asyncio.iscoroutine(result):
-            await result
-
-
-def _fields(cfg: Config) -> dict[str, Any]:
-    return {name: getattr(cfg, name) for name in cfg.__dataclass_fields__}
-
-
-class _Memo:
-    """`connect()`'s connectors by the caller's arguments, the least recently used dropped."""
-
-    SIZE = 64
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.connectors: collections.OrderedDict[Hashable, Connector] = collections.OrderedDict()
-
-    def get(self, key: Hashable, url: str | Config | None, options: dict[str, Any]) -> Connector:
-        with self.lock:
-            connector = self.connectors.get(key)
-            if connector is not None:
-                self.connectors.move_to_end(key)
-                return connector
+    def make() -> Connector:
         cfg, unknown = split_options(url, options)
         if unknown:
             raise ConfigError(
                 f"unknown option {', '.join(sorted(unknown))}; "
                 "pass driver arguments in connect_args="
             )
-        connector = Connector(cfg)
-        with self.lock:
-            connector = self.connectors.setdefault(key, connector)
-            full = len(self.connectors) > self.SIZE
-            evicted = self.connectors.popitem(last=False)[1] if full else None
-        if evicted is not None:
-            evicted.close()
-        return connector
+        return Connector(cfg)
+
+    return _state.memo.get((url, repr(sorted(options.items()))), make)
 
 
-_memo = _Memo()
-
-
-def reset() -> None:
-    """Close every credential cache and forget `connect()`'s connectors.
-
-    For tests and benchmarks only, so that nothing one of them made is left for the
-    next: an engine or pool still in use keeps working, but shares no cache any more.
-    """
-    with _memo.lock:
-        connectors = list(_memo.connectors.values())
-        _memo.connectors.clear()
-    for connector in connectors:
-        connector.close()
-    _registry.reset()
-    topology.forget()
-
-
-async def async_connect(url: str | Config | None = None, **options: Any) -> Any:
-    """`connect`'s async twin: psycopg's ``AsyncConnection`` or an aiomysql connection.
+@overload
+async def async_connect(
+    url: str | Config | None = None, *, driver: Literal["psycopg"], **options: Any
+) -> psycopg.AsyncConnection[Any]: ...
+@overload
+async def async_connect(url: str | Config | None = None, **options: Any) -> AsyncConnection: ...
+async def async_connect(url: str | Config | None = None, **options: Any) -> AsyncConnection:
+    """`connect`'s async twin: psycopg's ``AsyncConnection``, an asyncpg ``Connection``
+    (``postgresql+asyncpg://``) or an aiomysql connection.
 
     A cached credential is used inline; fetching one (a secret, AWS credentials from
     IMDS, the container endpoint or STS, and the first import of botocore) runs in a
@@ -543,11 +419,24 @@ async def async_connect(url: str | Config | None = None, **options: Any) -> Any:
 
     It raises the same errors as `connect`.
     """
-    return await _memo.get((url, repr(sorted(options.items()))), url, options).connect_async()
+    return await _memoized(url, options).connect_async()
 
 
-def connect(url: str | Config | None = None, **options: Any) -> Any:
+@overload
+def connect(
+    url: str | Config | None = None, *, driver: Literal["psycopg"], **options: Any
+) -> psycopg.Connection[Any]: ...
+@overload
+def connect(
+    url: str | Config | None = None, *, driver: Literal["pymysql"], **options: Any
+) -> pymysql.connections.Connection[Any]: ...
+@overload
+def connect(url: str | Config | None = None, **options: Any) -> Connection: ...
+def connect(url: str | Config | None = None, **options: Any) -> Connection:
     """The driver's own connection (psycopg or PyMySQL), verify-full TLS, managed credentials.
+
+    Its type is the union of both; ``driver="psycopg"`` (or ``"pymysql"``) narrows it for a
+    type checker.
 
     Calls for the same credential identity share one credential cache, so a token or
     secret is not fetched again for every call.
@@ -557,103 +446,8 @@ def connect(url: str | Config | None = None, **options: Any) -> Any:
         CredentialsError: no AWS credentials, or the secret cannot be read or parsed.
         TLSError: the server's certificate is not trusted or does not name the host.
         AuthenticationError: the database refused the credentials after one refresh.
-        ModuleNotFoundError: the driver is not installed; the message names the extra
+        ImportError: the driver is not installed; the message names the extra
             (``pip install 'securedb[postgresql]'``).
     """
-    # A repeated call skips parsing altogether; equal Configs are one key.
-    return _memo.get((url, repr(sorted(options.items()))), url, options).connect()
-
-
-def _translate(exc: Exception, failure: Failure | None, cfg: Config, secret: str) -> Exception:
-    """The error to raise for a driver failure, holding nothing that leads to `secret`.
-
-    securedb's own errors lose their traceback (its frames hold the driver's arguments);
-    others become a securedb error, or a fresh copy of the driver's error made of its
-    cleaned message alone (no ``pgconn``, no cause), so SQLAlchemy and psycopg_pool still
-    recognise a lost connection.
-    """
-    if isinstance(exc, SecureDBError):
-        return _detached(exc)
-    words = _server_words(exc, secret)
-    if failure is Failure.AUTH:
-        return AuthenticationError(
-            f"{cfg.endpoint} refused the {AUTH_WORDS[cfg.auth]}"
-            + (" even after fetching it again" if cfg.auth != "password" else "")
-            + f" (the server said: {words}); {AUTH_HINTS[cfg.auth]}",
-            host=cfg.host,
-            port=cfg.port,
-        )
-    if failure is Failure.TLS:
-        # aiomysql keeps the ssl error's words in the cause only.
-        reason = f"{exc} {exc.__cause__ or ''}"
-        return TLSError(_tls_message(reason, cfg), host=cfg.host, port=cfg.port)
-    args = tuple(_clean(a, secret) if isinstance(a, str) else a for a in exc.args)
-    return type(exc)(*args)
-
-
-def _detached(exc: SecureDBError) -> SecureDBError:
-    """`exc` without the traceback, cause and context it had inside securedb."""
-    exc.__cause__ = exc.__context__ = None
-    return exc.with_traceback(None)
-
-
-def _server_words(exc: Exception, secret: str) -> str:
-    """What the server said (``PAM authentication failed for user "app"``), cleaned."""
-    args = exc.args
-    text = str(args[1]) if len(args) > 1 and isinstance(args[0], int) else str(exc)
-    return _clean(text.rsplit("FATAL:", 1)[-1].strip(), secret)[:300]
-
-
-def _clean(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text
-
-
-AUTH_WORDS = {"iam": "IAM token", "secret": "secret's password", "password": "password"}
-AUTH_HINTS = {
-    "iam": "check that IAM authentication is enabled on the instance, that the database user "
-    "has the rds_iam role (PostgreSQL) or the AWSAuthenticationPlugin (MySQL), and that "
-    "the caller's policy allows rds-db:connect for this user",
-    "secret": "check that the secret's username and password match the database (a rotation "
-    "may have failed)",
-    "password": "check the user and password",
-}
-
-
-def _tls_message(reason: str, cfg: Config) -> str:
-    where = f"{cfg.host}:{cfg.port}"
-    if "match" in reason or "mismatch" in reason:
-        if is_loopback(cfg.host):
-            return (
-                f"the certificate of {where} does not name {cfg.host}: the server's "
-                "certificate names the real endpoint, so connect to that name and send "
-                "the socket to the local forward with tunnel='127.0.0.1:PORT'"
-            )
-        return (
-            f"the certificate of {where} does not name {cfg.host}; connect with the RDS "
-            "endpoint name (a CNAME of your own is not in the certificate), or use "
-            "tunnel= for a port forward"
-        )
-    if "verify failed" in reason or "certificate" in reason:
-        return (
-            f"the certificate of {where} is not trusted by {tls.ca_file(cfg)}; for RDS the "
-            "bundled RDS CA should chain, unless the endpoint's region is newer than the "
-            "bundled snapshot: then pass ca_bundle= with AWS's current global-bundle.pem, "
-            "or run `securedb ca refresh` and pass ca_bundle= with the rds-ca-bundle.pem it "
-            "writes; for a server of your own, pass ca_bundle= with its CA"
-        )
-    return (
-        f"TLS to {where} failed: the server did not complete a verified TLS handshake "
-        "(does it offer TLS?); securedb never connects without verified TLS"
-    )
-
-
-def _after_fork_in_child() -> None:
-    """A lock held by another thread at fork would never be released in the child."""
-    _registry.lock = threading.Lock()
-    _memo.lock = threading.Lock()
-    for connector in list(_connectors):
-        connector._lock = threading.Lock()
-    topology.after_fork_in_child()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+    conn: Connection = _memoized(url, options).connect()
+    return conn

@@ -10,6 +10,7 @@ Everything securedb raises is one of these::
     ├── AuthenticationError    the database refused credentials even after a refresh and retry
     ├── TopologyError          an Aurora topology answer securedb cannot trust
     ├── NoReaderError          no healthy Aurora reader (and reader_fallback is off)
+    ├── ClosedError            a connector used after close()
     └── FailoverError          retries exhausted
         └── TransactionOutcomeUnknown    the connection died during COMMIT
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "ClosedError",
     "ConfigError",
     "CredentialsError",
     "FailoverError",
@@ -73,6 +75,11 @@ class NoReaderError(SecureDBError):
     ``reader_fallback`` does not allow the writer."""
 
 
+class ClosedError(SecureDBError):
+    """A connector was used after `close()`: closing is final, as for a file or an HTTP
+    client. Make a new one (an engine's own connector is made again after `dispose()`)."""
+
+
 class FailoverError(SecureDBError):
     """Retries after failover-class errors ran out; the last error is chained."""
 
@@ -89,6 +96,7 @@ for _cls in (
     AuthenticationError,
     TopologyError,
     NoReaderError,
+    ClosedError,
     FailoverError,
     TransactionOutcomeUnknown,
 ):

@@ -20,11 +20,24 @@ import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from securedb import _log, drivers
 from securedb.drivers import Failure
 from securedb.errors import FailoverError, TransactionOutcomeUnknown
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from sqlalchemy import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from securedb._asyncpg_pool import AsyncpgPool
+    from securedb._pools import AsyncConnectionPool, ConnectionPool
+
+    # What run_transaction() takes; `fn` gets the connection the target gives.
+    Target: TypeAlias = Engine | ConnectionPool
+    AsyncTarget: TypeAlias = AsyncEngine | AsyncConnectionPool | AsyncpgPool
 
 __all__ = ["RetryDetails", "backoff", "failure_of", "run_transaction", "run_transaction_async"]
 
@@ -76,7 +89,7 @@ class _CommitFailed(Exception):
 
 
 def run_transaction(
-    target: Any,
+    target: Target,
     fn: Callable[[Any], T],
     *,
     idempotent: bool = False,
@@ -113,7 +126,7 @@ def run_transaction(
 
 
 async def run_transaction_async(
-    target: Any,
+    target: AsyncTarget,
     fn: Callable[[Any], Awaitable[T]],
     *,
     idempotent: bool = False,

@@ -134,7 +134,7 @@ def _built(
             "a securedb pool takes no conninfo: pass the endpoint as the URL, and driver "
             "arguments in connect_args= or kwargs="
         )
-    connector = Connector(cfg)
+    connector = Connector(cfg, owned=True)
     try:
         return build(connector, pool_options)
     except BaseException:

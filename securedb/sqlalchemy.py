@@ -6,13 +6,14 @@ checked-out connection is the driver's own and nothing wraps each query.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from securedb import _extras
+from securedb import _extras, _state, drivers
 from securedb.config import OPTIONS, Config, split_options
 from securedb.connector import Connector
-from securedb.errors import ConfigError
+from securedb.errors import ClosedError, ConfigError
 
 if TYPE_CHECKING:
     import sqlalchemy
@@ -115,32 +116,69 @@ def _engine(url: str | Config | None, options: dict[str, Any], is_async: bool) -
     _extras.require(function, (*SQLALCHEMY_MODULES[is_async], *driver_modules))
     import sqlalchemy
 
-    connector = Connector(cfg)
+    connector = Connector(cfg, owned=True)
     try:
         # An engine named by its secret is known only now.
         resolved = connector.config
         _extras.require(
             function, _extras.driver_modules(resolved.engine, is_async, resolved.driver)
         )
-        eng = _create(connector, engine_options, is_async)
+        current = _EngineConnector(connector)
+        eng = _create(current, engine_options, is_async)
     except BaseException:
         connector.close()
         raise
-    # dispose() releases the credential cache; an engine used again takes it back.
+    # dispose() releases the credential cache; an engine used again makes a connector.
     sync_engine = eng.sync_engine if is_async else eng
-    sqlalchemy.event.listen(sync_engine, "engine_disposed", lambda _: connector.close())
+    sqlalchemy.event.listen(sync_engine, "engine_disposed", lambda _: current.close())
     return eng
 
 
-def _create(connector: Connector, engine_options: dict[str, Any], is_async: bool) -> Any:
+class _EngineConnector:
+    """An engine's connector. `dispose()` closes it, but a SQLAlchemy engine works after
+    `dispose()`: its next connection makes a new connector (it shares the same cache)."""
+
+    def __init__(self, connector: Connector) -> None:
+        self._connector, self.config = connector, connector.config
+        self._lock = threading.Lock()
+        _state.track(self)
+
+    def get(self) -> Connector:
+        if self._connector.closed:
+            with self._lock:
+                if self._connector.closed:
+                    self._connector = Connector(self.config, owned=True)
+        return self._connector
+
+    def connect(self, **args: Any) -> Any:
+        try:
+            return self.get().connect(**args)
+        except ClosedError:
+            pass  # disposed while connecting: once more (outside the except: no context)
+        return self.get().connect(**args)
+
+    async def connect_async(self, **args: Any) -> Any:
+        try:
+            return await self.get().connect_async(**args)
+        except ClosedError:
+            pass
+        return await self.get().connect_async(**args)
+
+    def failed_over(self) -> None:
+        self._connector.failed_over()
+
+    def close(self) -> None:
+        self._connector.close()
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+
+def _create(connector: _EngineConnector, engine_options: dict[str, Any], is_async: bool) -> Any:
     import sqlalchemy
 
     cfg = connector.config
-    extra: dict[str, Any] = {}
-    if cfg.engine == "mysql":
-        from pymysql.constants import CLIENT
-
-        extra["client_flag"] = CLIENT.FOUND_ROWS  # what the MySQL dialect asks of its driver
+    extra = drivers.load(cfg.engine or "", cfg.driver).dialect_args()
     create: Callable[..., Any]
     if is_async:
         from sqlalchemy.ext.asyncio import create_async_engine  # needs greenlet: async only
@@ -175,7 +213,7 @@ def check_pool_arguments(engine_options: dict[str, Any]) -> None:
             )
 
 
-def _failover_listener(connector: Connector) -> Any:
+def _failover_listener(connector: _EngineConnector) -> Any:
     """Mark failover-class errors as disconnects, so SQLAlchemy invalidates the whole pool.
 
     SQLAlchemy's own checks only see closed or broken connections; a read-only error

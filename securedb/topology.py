@@ -23,10 +23,10 @@ import random
 import re
 import threading
 import time
-import weakref
 from collections.abc import Generator, Sequence
 from typing import Any
 
+from securedb import _state
 from securedb.errors import NoReaderError, TopologyError
 
 __all__ = ["Answer", "Cluster", "Topology", "reader_plan", "shared", "snapshot", "writer_plan"]
@@ -185,6 +185,11 @@ class Topology:
         self.dns_only = False  # the server has no topology view: not Aurora
         self.down: dict[str, datetime.datetime | None] = {}
         self.turn = random.randrange(1 << 16)  # noqa: S311 (processes start at different readers)
+        _state.track(self)
+
+    def after_fork(self) -> None:
+        """A lock held by another thread at fork would never be released in the child."""
+        self.lock = threading.Lock()
 
     def learn(self, snap: Snapshot) -> None:
         with self.lock:
@@ -247,34 +252,9 @@ def _after(updated: datetime.datetime | None, failed_at: datetime.datetime | Non
         return False
 
 
-_topologies: weakref.WeakValueDictionary[tuple[str, str, int], Topology] = (
-    weakref.WeakValueDictionary()
-)
-_lock = threading.Lock()
-
-
 def shared(engine: str, cluster: Cluster) -> Topology:
     """The one `Topology` of this cluster, kept while a connector holds it."""
-    key = (engine, cluster.domain, cluster.port)
-    with _lock:
-        topology = _topologies.get(key)
-        if topology is None:
-            topology = _topologies[key] = Topology(cluster)
-        return topology
-
-
-def forget() -> None:
-    """Share no topology known so far with connectors made from now on (tests)."""
-    with _lock:
-        _topologies.clear()
-
-
-def after_fork_in_child() -> None:
-    """A lock held by another thread at fork would never be released in the child."""
-    global _lock
-    _lock = threading.Lock()
-    for topology in list(_topologies.values()):
-        topology.lock = threading.Lock()
+    return _state.topologies.get((engine, cluster.domain, cluster.port), lambda: Topology(cluster))
 
 
 # The steps of a plan, and what the connector sends back.

@@ -96,11 +96,11 @@ def aurora_fresh(aurora: AuroraCluster) -> Iterator[AuroraCluster]:
 @pytest.fixture(autouse=True)
 def fresh_connectors() -> Iterator[None]:
     """Each test starts without the connectors (and credentials) an earlier one left."""
-    from securedb import connector
+    from securedb import _state
 
-    connector.reset()
+    _state.reset()
     yield
-    connector.reset()
+    _state.reset()
 
 
 @pytest.fixture

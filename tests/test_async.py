@@ -18,7 +18,7 @@ import sqlalchemy as sa
 import securedb
 from bed import certs, mariadb, postgres
 from bed.bed import Bed
-from securedb import connector, errors
+from securedb import _state, errors
 from securedb.config import Config
 from securedb.credentials import identity
 from tests import fakes
@@ -258,7 +258,7 @@ def test_async_pool_is_opened_by_async_with(bed: Bed, aws_env: dict[str, str]) -
             async with pool.connection() as conn:
                 assert conn is not first  # made before invalidate(): discarded
                 assert await facts(conn) == ("iam_user", True)
-        assert key not in connector._registry.entries  # close() released the cache
+        assert key not in _state.registry.entries  # close() released the cache
 
     asyncio.run(main())
 

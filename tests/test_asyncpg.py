@@ -21,6 +21,7 @@ from bed import certs, postgres
 from bed.bed import Bed
 from securedb import errors
 from securedb.config import Config
+from securedb.connector import Connector
 from securedb.drivers import Failure
 from securedb.drivers import asyncpg as adapter
 from tests import fakes
@@ -193,10 +194,11 @@ def test_asyncpg_is_async_only() -> None:
     ],
 )
 def test_the_merge_point_refuses(args: dict[str, Any], says: str) -> None:
+    cfg = Config.from_url(
+        f"postgresql+asyncpg://u@{certs.PG_INSTANCE}/db", auth="iam", connect_args=args
+    )
     with pytest.raises(errors.ConfigError, match=says):
-        Config.from_url(
-            f"postgresql+asyncpg://u@{certs.PG_INSTANCE}/db", auth="iam", connect_args=args
-        )
+        Connector(cfg)
 
 
 def test_securedb_keys_win_and_proxies_get_no_statement_cache() -> None:

@@ -29,7 +29,7 @@ from bed import aurora as cluster_names
 from bed import postgres
 from bed.aurora import AuroraCluster
 from bed.bed import Bed
-from securedb import connector
+from securedb import _state
 from securedb.errors import NoReaderError, TopologyError, TransactionOutcomeUnknown
 from securedb.failover import failure_of
 
@@ -54,7 +54,7 @@ def cluster(aurora: AuroraCluster) -> Iterator[AuroraCluster]:
         database="app",
     )
     yield aurora
-    connector.reset()
+    _state.reset()
     aurora.rebuild()
 
 

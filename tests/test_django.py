@@ -14,7 +14,7 @@ import pytest
 
 from bed import certs, mariadb, postgres
 from bed.bed import Bed
-from securedb import connector
+from securedb import _state
 from securedb.config import Config
 from securedb.credentials import identity
 from securedb.errors import ConfigError
@@ -337,4 +337,4 @@ def test_per_thread_wrappers_share_one_cache(
     assert len({id(cache) for _, cache, _ in results}) == 1
     assert caches_of(identity(cfg)) == 1
     assert len(refreshers(before, cfg)) == 1
-    assert connector._registry.entries[identity(cfg)][1] == 8  # one reference per wrapper
+    assert _state.registry.entries[identity(cfg)][1] == 8  # one reference per wrapper

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from bed import postgres
 from bed.bed import Bed
 from examples.fastapi_app.app import create_app
-from securedb import connector
+from securedb import _state
 from securedb.config import Config
 from securedb.contrib.fastapi import Database
 from securedb.credentials import identity
@@ -79,7 +79,7 @@ def test_200_concurrent_requests(
     assert drivers == ({"asyncpg", "psycopg"} if "asyncpg" in scheme else {"psycopg"})
     assert rejected == [422]
     assert count == sync_count == 150  # every insert committed, the rejected one rolled back
-    assert identity(cfg) not in connector._registry.entries  # shutdown released the cache
+    assert identity(cfg) not in _state.registry.entries  # shutdown released the cache
     left = [t for t in set(threading.enumerate()) - before if t.name.startswith("securedb")]
     for thread in left:
         thread.join(5)

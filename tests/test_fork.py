@@ -26,9 +26,10 @@ import pytest
 import securedb
 from bed import postgres
 from bed.bed import Bed
+from securedb import _state
 from securedb.config import Config
 from securedb.connector import Connector
-from securedb.credentials import aws, cache
+from securedb.credentials import aws
 from securedb.credentials.cache import RefreshAheadCache
 
 pytestmark = pytest.mark.bed
@@ -71,7 +72,8 @@ def make_secret(bed: Bed, name: str, engine: str) -> None:
 
 def cache_of(secret: str) -> RefreshAheadCache:
     """The credential cache `securedb.connect` made for `secret`."""
-    found = [c for c in list(cache._caches) if c.source.name == f"secret {secret!r}"]
+    caches = [c for c, _ in _state.registry.entries.values()]
+    found = [c for c in caches if c.source.name == f"secret {secret!r}"]
     assert len(found) == 1
     return found[0]
 
@@ -166,29 +168,46 @@ def test_children_connect_while_the_parent_fetches(
     assert len(refreshed) == 1  # the parent's own refresh finished too
 
 
-@pytest.mark.parametrize("state", ["released", "unresolved"])
+@pytest.mark.parametrize("state", ["disposed", "unresolved"])
 def test_a_connector_lock_held_at_fork_is_free_in_the_child(
     bed: Bed, aws_env: dict[str, str], state: str
 ) -> None:
     """A thread of the parent holds a connector's own lock when the process forks: the
-    child's copy of that connector must still take it, and connect.
+    child's copy must still take it, and connect.
 
-    `released`: the connector was closed, so its next use takes the lock to take its
-    credential reference back. `unresolved`: its endpoint comes from an RDS-managed secret
-    not read yet, so its first use takes the lock to fill the endpoint in.
+    `disposed`: an engine after dispose(), whose next connection takes its lock to make a
+    new connector. `unresolved`: a connector whose endpoint comes from an RDS-managed
+    secret not read yet, so its first use takes the lock to fill the endpoint in.
     """
     ca = str(bed.pki.ca)
-    if state == "released":
+    if state == "disposed":
         url = f"postgresql://app_user:{postgres.APP_PASSWORD}@localhost:{bed.primary.port}/app"
-        connector = Connector(Config.from_url(url, ca_bundle=ca))
-        connector.close()
+        before = set(_state._tracked)
+        eng = securedb.engine(url, ca_bundle=ca, pool_size=1)
+        eng.dispose()
+        made = set(_state._tracked) - before
+        [owner] = [o for o in made if type(o).__name__ == "_EngineConnector"]
+        close = eng.dispose
+
+        def select() -> Any:
+            with eng.connect() as conn:
+                return conn.exec_driver_sql("SELECT 1").fetchone()
     else:
         make_secret(bed, "rds/fork-connector", "postgres")
-        connector = Connector(Config.from_url(None, secret_id="rds/fork-connector", ca_bundle=ca))
+        owner = Connector(Config.from_url(None, secret_id="rds/fork-connector", ca_bundle=ca))
+        close = owner.close
+
+        def select() -> Any:
+            conn = owner.connect()
+            try:
+                return conn.execute("SELECT 1").fetchone()
+            finally:
+                conn.close()
+
     holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with connector._lock:
+        with owner._lock:
             holding.set()
             release.wait(HOLD_LIMIT)
 
@@ -196,14 +215,10 @@ def test_a_connector_lock_held_at_fork_is_free_in_the_child(
     holder.start()
 
     def child() -> bool:
-        if not connector._lock.acquire(timeout=CHILD_DEADLINE / 2):
+        if not owner._lock.acquire(timeout=CHILD_DEADLINE / 2):
             return False  # inherited held: it would never be released here
-        connector._lock.release()
-        conn = connector.connect()
-        try:
-            return bool(conn.execute("SELECT 1").fetchone() == (1,))
-        finally:
-            conn.close()
+        owner._lock.release()
+        return bool(tuple(select()) == (1,))
 
     try:
         assert holding.wait(CHILD_DEADLINE)
@@ -212,5 +227,5 @@ def test_a_connector_lock_held_at_fork_is_free_in_the_child(
     finally:
         release.set()
         holder.join(HOLD_LIMIT)
-        connector.close()
+        close()
     assert code == 0

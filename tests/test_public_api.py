@@ -96,6 +96,7 @@ def test_error_tree() -> None:
         "TopologyError",
         "NoReaderError",
         "AuthenticationError",
+        "ClosedError",
         "FailoverError",
         "TransactionOutcomeUnknown",
     }

@@ -15,7 +15,7 @@ import pytest
 import securedb
 from bed import certs, postgres
 from bed.bed import Bed
-from securedb import connector
+from securedb import _state, connector
 from securedb.config import Config
 from securedb.credentials import identity
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.bed
 
 
 def caches_of(key: Hashable) -> int:
-    return int(key in connector._registry.entries)
+    return int(key in _state.registry.entries)
 
 
 def refreshers(started_since: set[threading.Thread], cfg: Config) -> list[threading.Thread]:
@@ -60,7 +60,7 @@ def test_connect_shares_one_cache_per_identity(bed: Bed, aws_env: dict[str, str]
 
     assert caches_of(key) == 1
     assert len(refreshers(before, cfg)) == 1
-    connector.reset()
+    _state.reset()
     assert caches_of(key) == 0
 
 
@@ -103,6 +103,27 @@ def test_an_engine_used_after_dispose_takes_the_cache_back(
     eng.dispose()
 
 
+def test_an_engine_disposed_while_connecting_connects_on_a_new_connector(
+    bed: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dispose() closes the engine's connector; a connection already on its way with that
+    connector is made again on a new one instead of failing with ClosedError."""
+    url = f"postgresql://app_user:{postgres.APP_PASSWORD}@localhost:{bed.primary.port}/app"
+    before = set(_state._tracked)
+    eng = securedb.engine(url, ca_bundle=str(bed.pki.ca), pool_size=1)
+    [owner] = [o for o in set(_state._tracked) - before if type(o).__name__ == "_EngineConnector"]
+    stale = owner.get()
+    eng.dispose()  # between the connection's get() and its use
+    handed = [stale]
+    original = owner.get
+    monkeypatch.setattr(owner, "get", lambda: handed.pop() if handed else original())
+    with eng.connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+    assert stale.closed
+    assert owner.get() is not stale
+    eng.dispose()
+
+
 def test_identities_differ_by_credential_not_by_connection() -> None:
     rds = "mydb.abc123.eu-west-2.rds.amazonaws.com"
     base = Config.from_url(f"postgresql://app@{rds}/app", auth="iam")
@@ -133,12 +154,12 @@ def test_a_handle_from_before_a_reset_releases_nothing_of_the_new_entry() -> Non
     later: it must not take a reference that a new connector holds."""
     cfg = Config.from_url("postgresql://app:pw@localhost/app")
     old = connector.Connector(cfg)
-    connector.reset()
+    _state.reset()
     new = connector.Connector(cfg)
     old.close()
-    assert connector._registry.entries[identity(cfg)][1] == 1
+    assert _state.registry.entries[identity(cfg)][1] == 1
     new.close()
-    assert identity(cfg) not in connector._registry.entries
+    assert identity(cfg) not in _state.registry.entries
 
 
 def test_a_release_never_waits_for_the_registry_lock() -> None:
@@ -153,12 +174,12 @@ def test_a_release_never_waits_for_the_registry_lock() -> None:
         first.close()
         released.set()
 
-    with connector._registry.lock:  # as acquire() holds it when the collector runs
+    with _state.registry.lock:  # as acquire() holds it when the collector runs
         threading.Thread(target=release_first).start()
         assert released.wait(5), "release() waited for the registry lock"
-        assert connector._registry.entries[identity(cfg)][1] == 2  # queued
+        assert _state.registry.entries[identity(cfg)][1] == 2  # queued
     other = connector.Connector(Config.from_url("postgresql://app:other@localhost/app"))
-    assert connector._registry.entries[identity(cfg)][1] == 1  # applied by acquire()
+    assert _state.registry.entries[identity(cfg)][1] == 1  # applied by acquire()
     second.close()
     other.close()
-    assert identity(cfg) not in connector._registry.entries
+    assert identity(cfg) not in _state.registry.entries

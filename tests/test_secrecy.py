@@ -134,13 +134,13 @@ def exercise(bed: Bed, ca: str, pg: int, my: int) -> list[str]:
     ):
         conn = attempt(texts, lambda url=url: securedb.connect(url, auth="iam", ca_bundle=ca))
         conn.close()
-        connector = Connector(Config.from_url(url, auth="iam", ca_bundle=ca))
-        texts += [
-            repr(connector),
-            repr(connector.cache),
-            repr(connector.cache.get()),
-            repr(connector.config),
-        ]
+        with Connector(Config.from_url(url, auth="iam", ca_bundle=ca)) as connector:
+            texts += [
+                repr(connector),
+                repr(connector.cache),
+                repr(connector.cache.get()),
+                repr(connector.config),
+            ]
     attempt(texts, lambda: securedb.connect(secret_id="rds/leak", ca_bundle=ca)).close()
     eng = attempt(texts, lambda: securedb.engine(secret_id="rds/leak", ca_bundle=ca))
     with eng.connect() as conn:
@@ -349,7 +349,8 @@ def test_undecodable_aws_keys_lead_to_no_secret(
         if entry == "connect":
             securedb.connect(url, auth="iam", ca_bundle=str(bed.pki.ca))
         else:
-            Connector(Config.from_url(url, auth="iam")).cache.get()
+            with Connector(Config.from_url(url, auth="iam")) as connector:
+                connector.cache.get()
 
     with pytest.raises(Exception) as caught:  # noqa: PT011  (the class is asserted below)
         trigger()
@@ -373,7 +374,7 @@ def test_secret_errors_from_the_cache_lead_to_no_secret(
     cause, context or frame of the fetch (which held the secret's text)."""
     boto3.client("secretsmanager").create_secret(Name=name, SecretString=secret)
     connector = Connector(Config.from_url("postgresql://localhost/app", secret_id=name))
-    with pytest.raises(errors.CredentialsError) as caught:
+    with connector, pytest.raises(errors.CredentialsError) as caught:
         connector.cache.get()
     texts = "\n".join(reachable(caught.value))
     assert SECRET_PASSWORD not in texts

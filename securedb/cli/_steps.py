@@ -68,9 +68,9 @@ def config(state: State) -> str:
 
     try:
         cfg = config_from(state.args)
+        state.connector = Connector(cfg)  # it judges the driver arguments
     except ConfigError as exc:
         raise Failed(_errors.message(exc), "config", usage=True) from None
-    state.connector = Connector(cfg)
     if cfg.host is None:  # an RDS-managed secret names the endpoint
         try:
             cfg = state.connector.config

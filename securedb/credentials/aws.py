@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from securedb import _state
 from securedb.errors import CredentialsError
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def _after_fork_in_child() -> None:
     _session, _session_lock = None, threading.Lock()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_state.on_fork(_after_fork_in_child)
 
 
 def region_or_default(region: str | None, what: str) -> str:

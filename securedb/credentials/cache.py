@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import threading
 import time
@@ -28,7 +27,7 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from securedb import _log
+from securedb import _log, _state
 from securedb.credentials.base import Credential, Source
 from securedb.errors import CredentialsError, SecureDBError
 
@@ -63,7 +62,7 @@ class RefreshAheadCache:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
-        _caches.add(self)
+        _state.track(self)
 
     def get(self) -> Credential:
         """The current credential, fetching it first if there is none usable."""
@@ -255,14 +254,3 @@ def _refresher(ref: weakref.ref[RefreshAheadCache], wake: threading.Event) -> No
         del cache
         wake.wait(min(delay, IDLE_CHECK))
         wake.clear()
-
-
-_caches: weakref.WeakSet[RefreshAheadCache] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for cache in list(_caches):
-        cache.after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -15,13 +15,12 @@ the parent's connection pool, and any lock held by a parent's thread, are not it
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
+from securedb import _state
 from securedb.credentials import aws
 from securedb.credentials.base import Credential
 from securedb.errors import CredentialsError
@@ -46,7 +45,7 @@ class SecretSource:
         self._clock = clock
         self._client: Any = None
         self._client_lock = threading.Lock()
-        _sources.add(self)
+        _state.track(self)
 
     def fetch(self, rejected: Credential | None = None) -> Credential:
         current = self._read("AWSCURRENT")
@@ -123,17 +122,6 @@ class SecretSource:
     def after_fork(self) -> None:
         """In a forked child, drop the parent's client: its HTTP connections are the parent's."""
         self._client, self._client_lock = None, threading.Lock()
-
-
-_sources: weakref.WeakSet[SecretSource] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for source in list(_sources):
-        source.after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def parse_secret(text: Any, name: str) -> dict[str, Any]:

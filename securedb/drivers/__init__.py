@@ -4,7 +4,8 @@ Each module exposes ``check_args(args, local)`` (refuses driver arguments that s
 owns, that it does not know, or that weaken TLS for a server off this machine),
 ``connect_kwargs(cfg, cred, args)`` (the one place where driver arguments are merged,
 securedb's endpoint and TLS keys last), ``connect(cfg, cred, args)`` and its twin
-``connect_async`` (each imports its driver on first use), ``classify(exc)``, and
+``connect_async`` (each imports its driver on first use), ``dialect_args()`` (what
+SQLAlchemy's dialect would ask of the driver), ``classify(exc)``, and
 ``read_topology(conn)`` with its twin (an Aurora cluster's instances, as the server
 reports them; None from a server that has no such view).
 Error-code and argument tables live only in the adapters.
@@ -24,7 +25,7 @@ from securedb.credentials.base import Credential
 from securedb.errors import ConfigError
 from securedb.topology import Answer
 
-__all__ = ["ArgTables", "Driver", "Failure", "check_owned", "classify", "load"]
+__all__ = ["ArgTables", "Driver", "Failure", "check_config", "check_owned", "classify", "load"]
 
 
 class Failure(enum.Enum):
@@ -43,6 +44,7 @@ class Driver(Protocol):
     def connect_kwargs(
         self, cfg: Config, cred: Credential, args: Mapping[str, Any]
     ) -> dict[str, Any]: ...
+    def dialect_args(self) -> dict[str, Any]: ...
     def connect(self, cfg: Config, cred: Credential, args: Mapping[str, Any]) -> Any: ...
     async def connect_async(
         self, cfg: Config, cred: Credential, args: Mapping[str, Any]
@@ -114,6 +116,19 @@ class ArgTables:
     endpoint: Mapping[str, str]  # always securedb's: the key -> what to do instead
     tls: Mapping[str, tuple[Any, ...]]  # TLS keys -> the values that change nothing
     harmless: frozenset[str]  # neither endpoint nor TLS: passed on as they are
+
+
+def check_config(cfg: Config) -> None:
+    """Judge `cfg`'s driver arguments (``connect_args`` and the URL's query) by its driver's
+    adapter, where a connector is made; TLS keys relax only when `cfg` is local.
+
+    Without an engine (an RDS secret names it) they are judged once the secret is read.
+
+    Raises:
+        ConfigError: naming the argument.
+    """
+    if cfg.engine is not None:
+        load(cfg.engine, cfg.driver).check_args(cfg.connect_args, cfg.is_local)
 
 
 def load(engine: str, driver: str | None = None) -> Driver:

@@ -33,6 +33,7 @@ __all__ = [
     "connect",
     "connect_async",
     "connect_kwargs",
+    "dialect_args",
     "read_topology",
     "read_topology_async",
 ]
@@ -106,6 +107,11 @@ def connect_kwargs(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> di
         **(PROXY_SAFE if cfg.is_proxy else {}),
         **owned,
     }
+
+
+def dialect_args() -> dict[str, Any]:
+    """What SQLAlchemy's dialect asks of the driver when it connects itself: nothing."""
+    return {}
 
 
 def connect(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> Any:

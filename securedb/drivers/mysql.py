@@ -29,6 +29,7 @@ __all__ = [
     "connect",
     "connect_async",
     "connect_kwargs",
+    "dialect_args",
     "read_topology",
     "read_topology_async",
 ]
@@ -101,8 +102,11 @@ def check_args(args: Mapping[str, Any], local: bool) -> None:
     check_owned(args, local, TABLES)
 
 
-def connect_kwargs(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> dict[str, Any]:
-    """The one merge point of PyMySQL's arguments: securedb's own keys are applied last.
+def connect_kwargs(
+    cfg: Config, cred: Credential, args: Mapping[str, Any], aio: bool = False
+) -> dict[str, Any]:
+    """The one merge point of PyMySQL's arguments (aiomysql's with `aio`): securedb's own
+    keys are applied last.
 
     `args` are this connection's own, on top of ``connect_args``; both are checked here.
     The endpoint, the credential and a verifying SSLContext for the real endpoint name
@@ -121,7 +125,26 @@ def connect_kwargs(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> di
     }
     if cfg.is_local:
         owned.update((k, v) for k, v in caller.items() if k in TABLES.tls)
-    return {"connect_timeout": max(1, math.ceil(cfg.connect_timeout)), **caller, **owned}
+    kwargs = {"connect_timeout": max(1, math.ceil(cfg.connect_timeout)), **caller, **owned}
+    if not aio:
+        return {**kwargs, "defer_connect": True}  # `connect` opens the socket itself
+    # aiomysql's spelling of the same: `db`, `ssl=None` for no TLS, no verify flags (its
+    # SSLContext decides), and `address` for where the socket goes (the tunnel).
+    kwargs["db"] = kwargs.pop("database")
+    if kwargs.pop("ssl_disabled", False):  # loopback only: PyMySQL's spelling of "no TLS"
+        kwargs["ssl"] = None
+    for pymysql_only in ("ssl_verify_cert", "ssl_verify_identity"):
+        kwargs.pop(pymysql_only, None)
+    kwargs["address"] = tls.socket_address(cfg.tunnel) if cfg.tunnel else None
+    return kwargs
+
+
+def dialect_args() -> dict[str, Any]:
+    """What SQLAlchemy's MySQL dialect asks of PyMySQL when it connects itself: rowcount
+    as rows matched, which its ORM relies on. An engine passes it through the merge point."""
+    from pymysql.constants import CLIENT
+
+    return {"client_flag": CLIENT.FOUND_ROWS}
 
 
 def connect(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> Any:
@@ -129,7 +152,7 @@ def connect(cfg: Config, cred: Credential, args: Mapping[str, Any]) -> Any:
 
     The socket goes to the tunnel if there is one; TLS always verifies the endpoint name.
     """
-    conn = _connection_class()(**connect_kwargs(cfg, cred, args), defer_connect=True)
+    conn = _connection_class()(**connect_kwargs(cfg, cred, args))
     address = tls.socket_address(cfg.tunnel) if cfg.tunnel else (cfg.host, cfg.port or 3306)
     try:
         sock = socket.create_connection(address, cfg.connect_timeout)
@@ -172,14 +195,7 @@ async def connect_async(cfg: Config, cred: Credential, args: Mapping[str, Any]) 
     the same socket options, and for a tunnel the socket goes to the forward while TLS
     verifies the endpoint name.
     """
-    kwargs = connect_kwargs(cfg, cred, args)
-    kwargs["db"] = kwargs.pop("database")
-    if kwargs.pop("ssl_disabled", False):  # loopback only: PyMySQL's spelling of "no TLS"
-        kwargs["ssl"] = None
-    for pymysql_only in ("ssl_verify_cert", "ssl_verify_identity"):
-        kwargs.pop(pymysql_only, None)
-    address = tls.socket_address(cfg.tunnel) if cfg.tunnel else None
-    conn = _async_connection_class()(address=address, **kwargs)
+    conn = _async_connection_class()(**connect_kwargs(cfg, cred, args, aio=True))
     try:
         await conn._connect()
     except BaseException:

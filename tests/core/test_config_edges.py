@@ -13,6 +13,7 @@ import pytest
 
 from securedb import errors
 from securedb.config import Config, DriverArgs, region_from_host, split_options
+from securedb.connector import Connector
 
 RDS = "mydb.abc123.eu-west-2.rds.amazonaws.com"
 
@@ -198,7 +199,7 @@ def test_the_secrets_username_is_the_user() -> None:
 
 def test_blank_query_values_are_checked_too() -> None:
     with pytest.raises(errors.ConfigError, match="sslmode='' would weaken TLS"):
-        Config.from_url(f"postgresql://u@{RDS}/db?auth=iam&sslmode=")
+        Connector(Config.from_url(f"postgresql://u@{RDS}/db?auth=iam&sslmode="))
 
 
 def test_dbname_keeps_its_letters() -> None:

@@ -7,14 +7,16 @@ versions. test_connect.py and test_rotation.py show the same on the bed's server
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from securedb import connector, errors
+from securedb import _state, connector, errors
 from securedb.config import Config
 from securedb.connector import Connector
 from securedb.credentials.base import Credential
@@ -316,16 +318,45 @@ def test_connectors_of_one_identity_share_a_cache_until_the_last_closes() -> Non
     first, second = Connector(cfg), Connector(cfg)
     shared = first.cache
     assert second.cache is shared
-    assert connector._registry.entries[key][1] == 2
+    assert _state.registry.entries[key][1] == 2
     first.close()
     first.close()  # a second close releases nothing more
-    assert connector._registry.entries[key][1] == 1
+    assert _state.registry.entries[key][1] == 1
     second.close()
-    assert key not in connector._registry.entries
+    assert key not in _state.registry.entries
     assert shared._closed
     third = Connector(cfg)
     assert third.cache is not shared
     third.close()
+
+
+def test_close_is_final_and_a_with_block_closes() -> None:
+    cfg = Config.from_url("postgresql://app:pw-1@localhost:5433/app")
+    key = connector.identity(cfg)
+    with Connector(cfg) as used:
+        assert _state.registry.entries[key][1] == 1
+        assert not used.closed
+    assert used.closed
+    assert key not in _state.registry.entries
+    message = "<Connector app@localhost:5433 auth=password> is closed: make a new engine, pool or"
+    for use in (lambda: used.cache, used.connect):
+        with pytest.raises(errors.ClosedError, match=message):
+            use()
+    with pytest.raises(errors.ClosedError, match=message):
+        asyncio.run(used.connect_async())
+    assert key not in _state.registry.entries  # nothing was taken back
+
+
+def test_a_connector_collected_unclosed_is_released_with_a_warning() -> None:
+    cfg = Config.from_url("postgresql://app:pw-1@localhost:5433/app")
+    key = connector.identity(cfg)
+    with pytest.warns(ResourceWarning, match=r"Connector app@localhost:5433 .* was never closed"):
+        Connector(cfg)  # dropped at once: nothing holds a connector in a cycle
+    assert key not in _state.registry.entries
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Connector(cfg, owned=True)  # an engine's or a pool's: they may be dropped
+    assert key not in _state.registry.entries
 
 
 def test_connect_refuses_unknown_options_by_name() -> None:
@@ -338,19 +369,19 @@ def test_connect_refuses_unknown_options_by_name() -> None:
 
 def test_connect_keeps_the_64_most_recent_connectors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(connector.drivers, "load", lambda engine, name=None: Driver(["c"] * 70))
-    memo = connector._memo
+    memo = _state.memo
     urls = [f"postgresql://app:pw@localhost:{6000 + n}/app" for n in range(66)]
     for url in urls[:64]:
         connector.connect(url)
-    first = memo.connectors[(urls[0], "[]")]
+    first = memo.entries[(urls[0], "[]")]
     connector.connect(urls[0])  # used again: now the most recent
     connector.connect(urls[64])
-    assert len(memo.connectors) == 64
-    assert (urls[1], "[]") not in memo.connectors  # the least recently used went
-    assert memo.connectors[(urls[0], "[]")] is first
-    assert list(memo.connectors)[-1] == (urls[64], "[]")
+    assert len(memo.entries) == 64
+    assert (urls[1], "[]") not in memo.entries  # the least recently used went
+    assert memo.entries[(urls[0], "[]")] is first
+    assert list(memo.entries)[-1] == (urls[64], "[]")
     connector.connect(urls[65])
-    assert (urls[2], "[]") not in memo.connectors
+    assert (urls[2], "[]") not in memo.entries
 
 
 def test_the_async_path_makes_the_same_decisions(setup: Any) -> None:

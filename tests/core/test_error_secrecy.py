@@ -1,6 +1,6 @@
 """What leaves securedb when a driver or AWS fails: exact messages, no secret, no trail.
 
-Pure tests of the translation functions (`connector._translate` and its helpers) and of
+Pure tests of the translation functions (`securedb._translate` and its helpers) and of
 the quiet filter on botocore's loggers; the bed tests (test_secrecy.py) show the same
 on real servers.
 """
@@ -15,8 +15,8 @@ import pymysql
 import pytest
 
 from securedb import errors, tls
+from securedb._translate import _clean, _server_words, _tls_message, detached, translate
 from securedb.config import Config
-from securedb.connector import _clean, _detached, _server_words, _tls_message, _translate
 from securedb.credentials import aws
 from securedb.credentials.base import Credential
 from securedb.drivers import Failure
@@ -44,10 +44,10 @@ def test_securedb_errors_leave_without_traceback_cause_or_context() -> None:
     assert original.__traceback__ is not None
     assert original.__cause__ is not None
     assert original.__context__ is not None
-    clean = _translate(original, None, IAM, SECRET)  # type: ignore[arg-type]
+    clean = translate(original, None, IAM, SECRET)  # type: ignore[arg-type]
     assert clean is original
     assert (clean.__traceback__, clean.__cause__, clean.__context__) == (None, None, None)
-    again = _detached(raised(errors.TLSError("t")))  # type: ignore[arg-type]
+    again = detached(raised(errors.TLSError("t")))  # type: ignore[arg-type]
     assert (again.__traceback__, again.__cause__, again.__context__) == (None, None, None)
 
 
@@ -74,7 +74,7 @@ def test_refused_credentials_become_authentication_error(
     cfg: Config, words: str, hint: str
 ) -> None:
     exc = raised(RuntimeError(f'FATAL:  password authentication failed for "{SECRET}"'))
-    out = _translate(exc, Failure.AUTH, cfg, SECRET)  # type: ignore[arg-type]
+    out = translate(exc, Failure.AUTH, cfg, SECRET)  # type: ignore[arg-type]
     assert type(out) is errors.AuthenticationError
     assert str(out) == (
         f"{cfg.endpoint} {words} (the server said: password authentication failed for "
@@ -87,11 +87,11 @@ def test_refused_credentials_become_authentication_error(
 def test_tls_failures_become_tls_error_with_the_cause_words() -> None:
     exc = pymysql.err.OperationalError(2003, "Can't connect")
     exc.__cause__ = OSError("certificate verify failed: self-signed certificate")
-    out = _translate(exc, Failure.TLS, IAM, SECRET)
+    out = translate(exc, Failure.TLS, IAM, SECRET)
     assert type(out) is errors.TLSError
     assert str(out) == _tls_message("certificate verify failed", IAM)  # words of the cause
     assert (out.host, out.port) == (RDS, 5432)
-    plain = _translate(RuntimeError("SSL error: tlsv1 alert"), Failure.TLS, IAM, SECRET)
+    plain = translate(RuntimeError("SSL error: tlsv1 alert"), Failure.TLS, IAM, SECRET)
     assert str(plain) == _tls_message("handshake", IAM)
 
 
@@ -101,7 +101,7 @@ def test_other_driver_errors_are_fresh_copies_with_the_secret_cleaned(
 ) -> None:
     exc = raised(pymysql.err.OperationalError(2013, f"lost connection; password={SECRET}"))
     exc.extra = SECRET  # type: ignore[attr-defined]
-    out = _translate(exc, failure, IAM, SECRET)  # type: ignore[arg-type]
+    out = translate(exc, failure, IAM, SECRET)  # type: ignore[arg-type]
     assert type(out) is pymysql.err.OperationalError
     assert out is not exc
     assert out.args == (2013, "lost connection; password=***")

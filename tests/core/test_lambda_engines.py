@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from securedb import connector
+from securedb import _state
 from securedb.config import Config
 from securedb.contrib import aws_lambda
 from securedb.credentials import identity
@@ -36,7 +36,7 @@ def shape(n: int) -> tuple[str, dict[str, Any]]:
 def held(n: int) -> bool:
     """Whether a credential reference for call `n`'s identity is held in the registry."""
     url, options = shape(n)
-    return identity(Config.from_url(url, **options, refresh="lazy")) in connector._registry.entries
+    return identity(Config.from_url(url, **options, refresh="lazy")) in _state.registry.entries
 
 
 def engine_for(n: int) -> sa.Engine:

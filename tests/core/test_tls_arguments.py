@@ -253,9 +253,33 @@ def test_mysql_kwargs_exactly() -> None:
         "user": "app",
         "password": "pw-secret-tls-0",
         "ssl": tls.ssl_context(cfg),
+        "defer_connect": True,
     }
     assert kwargs["ssl"].verify_mode is ssl.CERT_REQUIRED
     assert kwargs["ssl"].check_hostname is True
+
+
+def test_aiomysql_kwargs_exactly() -> None:
+    """aiomysql's spelling comes out of the same merge point: `db`, no PyMySQL-only
+    verify flags, and `address` for where the socket goes."""
+    cfg = my(tunnel="localhost:3307")
+    assert mysql.connect_kwargs(cfg, CRED, {"charset": "utf8"}, aio=True) == {
+        "connect_timeout": 5,
+        "charset": "utf8",
+        "host": RDS,
+        "port": 3306,
+        "db": "app",
+        "user": "app",
+        "password": "pw-secret-tls-0",
+        "ssl": tls.ssl_context(cfg),
+        "address": ("127.0.0.1", 3307),
+    }
+    assert mysql.connect_kwargs(my(), CRED, {}, aio=True)["address"] is None
+    local = Config.from_url("mysql://app:pw@127.0.0.1:3307/app")
+    relaxed = {"ssl_disabled": True, "ssl_verify_cert": False, "ssl_verify_identity": False}
+    kwargs = mysql.connect_kwargs(local, CRED, relaxed, aio=True)
+    assert kwargs["ssl"] is None
+    assert not relaxed.keys() & kwargs.keys()
 
 
 def test_mysql_caller_arguments_and_checks() -> None:

@@ -16,7 +16,7 @@ from securedb import errors
 URL = "postgresql://app_user@mydb.abc123.eu-west-2.rds.amazonaws.com:5432/app"
 
 
-def transfer(conn: Any) -> int:
+def transfer(conn: sa.Connection) -> int:
     conn.execute(sa.text("UPDATE accounts SET balance = balance - 1 WHERE id = 1"))
     return 1
 
@@ -36,9 +36,12 @@ def synchronous() -> None:
     with pool.connection() as pooled:
         pooled.execute("SELECT 1")
     pool.close()
-    print(moved, securedb.run_transaction(pool, transfer))
+    print(moved, securedb.run_transaction(pool, lambda conn: conn.execute("SELECT 1").rowcount))
     raw = securedb.connect(URL, auth="iam", tunnel="127.0.0.1:5433")
     raw.close()
+    pg = securedb.connect(URL, auth="iam", driver="psycopg")  # narrowed to psycopg's type
+    print(pg.execute("SELECT 1").fetchone(), pg.info.server_version)
+    pg.close()
     config: securedb.Config = securedb.Config.from_env()
     print(securedb.engine(config), config.is_local)
 
@@ -56,6 +59,11 @@ async def asynchronous() -> None:
         print(moved)
     raw = await securedb.async_connect(URL, auth="iam")
     await raw.close()
+    pg = await securedb.async_connect(URL, auth="iam", driver="psycopg")
+    print(await (await pg.execute("SELECT 1")).fetchone())
+    await pg.close()
+    async with securedb.async_pool(URL, auth="iam", driver="asyncpg") as fast:
+        await securedb.run_transaction_async(fast, transfer_async)
 
 
 def main() -> None:

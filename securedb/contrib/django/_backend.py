@@ -83,7 +83,7 @@ class Endpoint:
 
     def new_connector(self, settings: Mapping[str, Any]) -> Connector:
         """A connector of its own (for a pool that outlives the wrapper); same shared cache."""
-        return Connector(config_from_settings(self.engine, settings))
+        return Connector(config_from_settings(self.engine, settings), owned=True)
 
 
 def driver_args(params: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
