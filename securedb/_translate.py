@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import TypeVar
 
 from securedb import tls
-from securedb.config import Config, is_loopback
+from securedb._values import is_loopback
+from securedb.config import Config
 from securedb.drivers import Failure
 from securedb.errors import AuthenticationError, SecureDBError, TLSError
 

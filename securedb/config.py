@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import ipaddress
 import os
 import re
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
+from securedb import _values
+from securedb._values import is_loopback
 from securedb.errors import ConfigError
 from securedb.topology import Cluster
 
-__all__ = ["Config"]
+__all__ = ["Config", "is_loopback"]
 
 AuthMode = Literal["iam", "secret", "password"]
 RefreshMode = Literal["background", "lazy"]
@@ -281,7 +281,8 @@ class Config:
             self,
             engine=engine,
             host=str(host),
-            port=self.port or _port(secret.get("port") or DEFAULT_PORTS[engine], "secret port"),
+            port=self.port
+            or _values.port(secret.get("port") or DEFAULT_PORTS[engine], "secret port"),
             dbname=self.dbname or secret.get("dbname"),
             user=secret.get("username") or self.user,
         )
@@ -413,9 +414,9 @@ def _infer_auth(v: Mapping[str, Any]) -> Any:
 def _validated(cfg: Config) -> dict[str, Any]:
     """Every field of `cfg` checked and normalised; a ConfigError names the first bad one."""
     v: dict[str, Any] = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
-    v["auth"] = _choice(v["auth"], "auth", AUTH_MODES)
+    v["auth"] = _values.choice(v["auth"], "auth", AUTH_MODES)
     if v["engine"] is not None:
-        v["engine"] = _choice(v["engine"], "engine", ENGINES)
+        v["engine"] = _values.choice(v["engine"], "engine", ENGINES)
     if v["auth"] != "secret":
         if v["engine"] is None:
             raise ConfigError(
@@ -429,9 +430,9 @@ def _validated(cfg: Config) -> dict[str, Any]:
         if v[name] is not None and (not isinstance(v[name], str) or not v[name]):
             raise ConfigError(f"{name} must be a non-empty string")
     if v["host"] is not None:
-        _check_host(v["host"])
+        _values.check_host(v["host"])
     if v["port"] is not None:
-        v["port"] = _port(v["port"], "port")
+        v["port"] = _values.port(v["port"], "port")
     elif v["engine"] is not None and v["host"] is not None:
         v["port"] = DEFAULT_PORTS[v["engine"]]
     if v["region"] is not None and not REGION.match(v["region"]):
@@ -440,15 +441,15 @@ def _validated(cfg: Config) -> dict[str, Any]:
         )
     if v["auth"] == "iam":
         _check_signing_region(v["region"], v["host"])
-    v["iam_token_ttl"] = _integer(v["iam_token_ttl"], "iam_token_ttl", 1, MAX_IAM_TOKEN_TTL)
-    v["secret_ttl"] = _number(v["secret_ttl"], "secret_ttl", 1, MAX_SECRET_TTL)
-    v["connect_timeout"] = _number(v["connect_timeout"], "connect_timeout", 0.1, MAX_TIMEOUT)
-    v["refresh"] = _choice(v["refresh"], "refresh", REFRESH_MODES)
+    v["iam_token_ttl"] = _values.integer(v["iam_token_ttl"], "iam_token_ttl", 1, MAX_IAM_TOKEN_TTL)
+    v["secret_ttl"] = _values.number(v["secret_ttl"], "secret_ttl", 1, MAX_SECRET_TTL)
+    v["connect_timeout"] = _values.number(v["connect_timeout"], "connect_timeout", 0.1, MAX_TIMEOUT)
+    v["refresh"] = _values.choice(v["refresh"], "refresh", REFRESH_MODES)
     _check_routing(v)
     if v["ca_bundle"] is not None:
-        v["ca_bundle"] = _ca_bundle(v["ca_bundle"])
+        v["ca_bundle"] = _values.ca_bundle(v["ca_bundle"])
     if v["tunnel"] is not None:
-        v["tunnel"] = _tunnel(v["tunnel"])
+        v["tunnel"] = _values.tunnel(v["tunnel"])
     v["driver"] = _driver(v["driver"], v["engine"])
     v["connect_args"] = _connect_args(v["connect_args"])
     return v
@@ -485,11 +486,11 @@ def _check_signing_region(region: str | None, host: str | None) -> None:
 
 def _check_routing(v: dict[str, Any]) -> None:
     """The Aurora options: a reader role needs a cluster endpoint whose topology is read."""
-    v["topology"] = _choice(v["topology"], "topology", TOPOLOGY_MODES)
+    v["topology"] = _values.choice(v["topology"], "topology", TOPOLOGY_MODES)
     if v["role"] is not None:
-        v["role"] = _choice(v["role"], "role", ROLES)
-    v["max_lag"] = _number(v["max_lag"], "max_lag", 0, MAX_TIMEOUT)
-    v["reader_fallback"] = _flag(v["reader_fallback"], "reader_fallback")
+        v["role"] = _values.choice(v["role"], "role", ROLES)
+    v["max_lag"] = _values.number(v["max_lag"], "max_lag", 0, MAX_TIMEOUT)
+    v["reader_fallback"] = _values.flag(v["reader_fallback"], "reader_fallback")
     if v["role"] != "reader" or v["host"] is None:
         return
     if v["topology"] != "auto" or v["tunnel"] is not None:
@@ -507,132 +508,12 @@ def _check_routing(v: dict[str, Any]) -> None:
         )
 
 
-def _flag(value: Any, name: str) -> bool:
-    """A bool, or its spelling in a URL or environment variable."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in FLAGS:
-        return FLAGS[value.lower()]
-    raise ConfigError(f"bad value for {name}: {value!r}; expected True or False")
-
-
-FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-
-
-def _choice(value: Any, name: str, allowed: tuple[str, ...]) -> Any:
-    if not isinstance(value, str) or value not in allowed:
-        raise ConfigError(
-            f"bad value for {name}: {value!r}; use one of {', '.join(repr(a) for a in allowed)}"
-        )
-    return value
-
-
-def _number(value: Any, name: str, low: float, high: float) -> float:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"bad value for {name}: {value!r}; expected a number") from None
-    if not low <= number <= high:  # NaN fails this too
-        raise ConfigError(f"bad value for {name}: {value!r}; must be between {low} and {high}")
-    return number
-
-
-def _integer(value: Any, name: str, low: int, high: int) -> int:
-    number = _number(value, name, low, high)
-    if not number.is_integer():
-        raise ConfigError(f"bad value for {name}: {value!r}; expected a whole number")
-    return int(number)
-
-
-def _port(value: Any, name: str) -> int:
-    return _integer(value, name, 1, 65535)
-
-
-def _ca_bundle(value: Any) -> str:
-    try:
-        path = Path(os.fspath(value)).expanduser()
-    except TypeError:
-        raise ConfigError(f"ca_bundle must be a path, not {type(value).__name__}") from None
-    if not path.is_file():
-        raise ConfigError(
-            f"ca_bundle {str(path)!r} is not a file; pass the path of a PEM "
-            "trust store, or leave it out to use the bundled RDS CA"
-        )
-    if b"-----BEGIN CERTIFICATE-----" not in path.read_bytes():
-        raise ConfigError(f"ca_bundle {str(path)!r} holds no PEM certificate")
-    return str(path)
-
-
-def _tunnel(value: Any) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` (or a tuple) of the local end of a port forward."""
-    host: Any = None
-    if isinstance(value, tuple) and len(value) == 2:
-        host, port = value
-    elif isinstance(value, str):
-        match = TUNNEL.match(value)
-        if match:
-            host, port = match.group("v6") or match.group("host"), match.group("port")
-    if not isinstance(host, str) or not host:
-        raise ConfigError(
-            f"bad value for tunnel: {value!r}; expected 'host:port' of the local end of an "
-            "SSM or SSH port forward, like '127.0.0.1:5433' or '[::1]:5433'"
-        )
-    return host, _port(port, "tunnel port")
-
-
-TUNNEL = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]\s]+)):(?P<port>\d+)$")
-
-
-def is_loopback(host: str | None) -> bool:
-    """True for localhost, 127.0.0.0/8, ::1 and Unix-socket directories."""
-    if not host:
-        return False
-    if "," in host:  # a libpq host list: another host could follow
-        return False
-    if host.startswith("/") or host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_host(host: str) -> None:
-    """One host: a DNS name, an IP address or a Unix-socket directory, never a list.
-
-    libpq reads ``a,b`` as two hosts to try in turn, so a list could send the socket to a
-    second, remote host after a first, local one (and relaxed TLS with it).
-    """
-    if host.startswith("/"):
-        good = "," not in host and host.isprintable()
-    else:
-        good = bool(HOST_NAME.match(host)) or _is_address(host)
-    if not good:
-        raise ConfigError(
-            f"bad host {host!r}: expected one DNS name, IP address or Unix-socket directory "
-            "(securedb takes no host lists)"
-        )
-
-
-HOST_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?$")
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def _driver(driver: Any, engine: str | None) -> str | None:
     """One of the engine's drivers, or None for the entry point's default."""
     if driver is None:
         return None
     allowed = DRIVERS[engine] if engine else tuple(d for ds in DRIVERS.values() for d in ds)
-    return str(_choice(driver, "driver", allowed))
+    return str(_values.choice(driver, "driver", allowed))
 
 
 def _connect_args(args: Any) -> DriverArgs:
