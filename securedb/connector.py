@@ -92,8 +92,9 @@ class Connector:
 
     def close(self) -> None:
         """Release the credential caches; the last release stops their refresher."""
-        if self._finalizer.detach() is not None:
-            _release_all(self._held)
+        with self._lock:  # not while `_cache_for` adds an Aurora instance's cache
+            if self._finalizer.detach() is not None:
+                _release_all(self._held)
 
     def after_fork(self) -> None:
         """A lock held by another thread at fork would never be released in the child."""
