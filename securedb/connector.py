@@ -18,13 +18,14 @@ import asyncio
 import dataclasses
 import sys
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Hashable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from securedb import _extras, _log, _routing, _state, drivers, topology
+from securedb import _extras, _log, _otel, _routing, _state, drivers, topology
 from securedb._translate import detached, translate
 from securedb.config import Config, split_options
 from securedb.credentials import RefreshAheadCache, cache_for, identity
@@ -66,6 +67,7 @@ class Connector:
         self._by_dbname: dict[str, Config] = {}
         self._by_host: dict[tuple[str | None, str], Config] = {}
         self._topology: Topology | None = None
+        self._failed_over_at: float | None = None  # until the next connection succeeds
         self._lock = threading.Lock()
         self._cache = _acquire(cfg)
         self._held: dict[Hashable, RefreshAheadCache] = {identity(cfg): self._cache}
@@ -286,33 +288,52 @@ class Connector:
     def failed_over(self) -> None:
         """A failover-class error was seen on a connection: for an Aurora cluster, the
         next connection looks for the writer again."""
+        if self._failed_over_at is None:
+            self._failed_over_at = time.monotonic()
+            _otel.failover_detected(self._resolved or self._cfg)
         if self._topology is not None and not self._topology.dns_only:
             self._topology.failed_over()
 
+    def _connected(self, cfg: Config, started: int, credential_at: int) -> None:
+        _otel.connected(cfg, started, credential_at, None)
+        failed_over_at, self._failed_over_at = self._failed_over_at, None
+        if failed_over_at is not None:
+            _otel.recovered(cfg, time.monotonic() - failed_over_at)
+
     def _attempt(self, driver: Driver, cfg: Config, args: Mapping[str, Any], retry: bool) -> Any:
         """A connection, `_RETRY` after a first refusal, or the clean error to raise."""
+        started = time.time_ns()
         try:
             cache = self._cache_for(cfg)
             cred = cache.get()
         except SecureDBError as exc:
             return detached(exc)
+        credential_at = time.time_ns()
         try:
-            return driver.connect(cfg, cred, args)
+            conn = driver.connect(cfg, cred, args)
         except Exception as exc:
+            _otel.connected(cfg, started, credential_at, exc)
             return self._refused(driver, cfg, cache, cred, exc, retry)
+        self._connected(cfg, started, credential_at)
+        return conn
 
     async def _attempt_async(
         self, driver: Driver, cfg: Config, args: Mapping[str, Any], retry: bool
     ) -> Any:
+        started = time.time_ns()
         try:
             cache = self._cache_for(cfg)
             cred = await self._credential_async(cache)
         except SecureDBError as exc:
             return detached(exc)
+        credential_at = time.time_ns()
         try:
-            return await driver.connect_async(cfg, cred, args)
+            conn = await driver.connect_async(cfg, cred, args)
         except Exception as exc:
+            _otel.connected(cfg, started, credential_at, exc)
             return self._refused(driver, cfg, cache, cred, exc, retry)
+        self._connected(cfg, started, credential_at)
+        return conn
 
     @staticmethod
     def _refused(
@@ -325,6 +346,8 @@ class Connector:
     ) -> Any:
         """`_RETRY` for a first refusal of a managed credential, else the error to raise."""
         failure = driver.classify(exc)
+        if failure is Failure.AUTH:
+            _otel.refused(cfg)
         managed = cfg.auth != "password"
         if failure is Failure.AUTH and retry and managed and cache.invalidate(cred):
             logger.info(

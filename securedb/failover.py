@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from securedb import _log, drivers
+from securedb import _log, _otel, drivers
 from securedb.drivers import Failure
 from securedb.errors import FailoverError, TransactionOutcomeUnknown
 
@@ -112,17 +112,18 @@ def run_transaction(
     """
     runner = _runner(target)
     retries = _Retries("run_transaction", idempotent, attempts, deadline, on_retry)
-    while True:
-        try:
-            return runner.run(fn)
-        except _CommitFailed as failed:
-            error, in_commit = failed.cause, True
-        except Exception as exc:
-            error, in_commit = exc, False
-        failure = runner.failure(error)
-        if failure in RETRIED:
-            runner.invalidate()
-        time.sleep(retries.after(error, failure, in_commit))
+    with _otel.transaction("run_transaction"):
+        while True:
+            try:
+                return runner.run(fn)
+            except _CommitFailed as failed:
+                error, in_commit = failed.cause, True
+            except Exception as exc:
+                error, in_commit = exc, False
+            failure = runner.failure(error)
+            if failure in RETRIED:
+                runner.invalidate()
+            time.sleep(retries.after(error, failure, in_commit))
 
 
 async def run_transaction_async(
@@ -146,17 +147,18 @@ async def run_transaction_async(
     """
     runner = _async_runner(target)
     retries = _Retries("run_transaction_async", idempotent, attempts, deadline, on_retry)
-    while True:
-        try:
-            return await runner.run(fn)
-        except _CommitFailed as failed:
-            error, in_commit = failed.cause, True
-        except Exception as exc:
-            error, in_commit = exc, False
-        failure = runner.failure(error)
-        if failure in RETRIED:
-            await runner.invalidate()
-        await asyncio.sleep(retries.after(error, failure, in_commit))
+    with _otel.transaction("run_transaction_async"):
+        while True:
+            try:
+                return await runner.run(fn)
+            except _CommitFailed as failed:
+                error, in_commit = failed.cause, True
+            except Exception as exc:
+                error, in_commit = exc, False
+            failure = runner.failure(error)
+            if failure in RETRIED:
+                await runner.invalidate()
+            await asyncio.sleep(retries.after(error, failure, in_commit))
 
 
 class _Retries:
@@ -205,6 +207,7 @@ class _Retries:
             type(error).__name__,
             wait,
         )
+        _otel.retried(self.operation, failure.name, self.attempt, wait)
         if self.on_retry is not None:
             self.on_retry(
                 RetryDetails(

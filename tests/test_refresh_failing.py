@@ -39,7 +39,7 @@ class Watched:
     """The real token source, each attempt counted and announced to the test."""
 
     def __init__(self, source: Any) -> None:
-        self.source, self.name = source, source.name
+        self.source, self.name, self.kind = source, source.name, source.kind
         self.attempts, self.failures, self.threads = 0, 0, set[str]()
         self.signed: list[float] = []  # each new token's expiry on the test's clock
         self.changed = threading.Condition()

@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from securedb import _log, _state
+from securedb import _log, _otel, _state
 from securedb.credentials.base import Credential, Source
 from securedb.errors import CredentialsError, SecureDBError
 
@@ -149,8 +149,9 @@ class RefreshAheadCache:
 
     def _fetch(self) -> Credential | SecureDBError:
         """The source's new credential, or the securedb error to raise instead, detached."""
+        started = time.time_ns()
         try:
-            return self.source.fetch(self._rejected)
+            fresh = self.source.fetch(self._rejected)
         except SecureDBError as exc:
             error = exc
         except Exception as exc:  # a bug, or a library's error: its text may hold a secret
@@ -159,7 +160,11 @@ class RefreshAheadCache:
                 "(its details are withheld: they may hold a secret); check the AWS "
                 "credentials and settings this process sees, e.g. with `securedb check`"
             )
+        else:
+            _otel.fetched(self.source, started, None)
+            return fresh
         error.__cause__ = error.__context__ = None
+        _otel.fetched(self.source, started, error)
         return error.with_traceback(None)
 
     def _failed(self, error: SecureDBError) -> None:

@@ -45,6 +45,8 @@ CHAIN_KEYS = tuple(
 class IamTokenSource:
     """Tokens for `user` at `host:port`: the real endpoint, even through a tunnel."""
 
+    kind = "iam"
+
     def __init__(
         self,
         host: str,

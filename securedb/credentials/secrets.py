@@ -32,6 +32,8 @@ REQUIRED_KEYS = ("username", "password")
 
 
 class SecretSource:
+    kind = "secret"
+
     def __init__(
         self,
         secret_id: str,

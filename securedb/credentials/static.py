@@ -8,6 +8,8 @@ __all__ = ["StaticSource"]
 
 
 class StaticSource:
+    kind = "password"
+
     def __init__(self, user: str, password: str) -> None:
         self.name = f"password for {user}"
         self._credential = Credential(user=user, password=password, version="static")

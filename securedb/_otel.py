@@ -1,0 +1,206 @@
+"""OpenTelemetry: securedb's own metrics and spans, recorded when ``opentelemetry-api`` is
+installed (``pip install 'securedb[otel]'``); the application brings the SDK.
+
+Whether the API is there is found out on first use, never at import, and without it
+every function here returns at once. Nothing is recorded per query: driver
+instrumentation does that. No attribute, event, label or span name holds a credential:
+only names (a user, an endpoint, a secret's id) and kinds. The instruments are listed in
+docs/observability.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from securedb import _state
+
+__all__ = [
+    "connected",
+    "failover_detected",
+    "fetched",
+    "recovered",
+    "refused",
+    "retried",
+    "transaction",
+]
+
+NAME = "securedb"
+
+
+class _Instruments:
+    """The tracer and every instrument, made once on first use."""
+
+    def __init__(self, metrics: Any, trace: Any) -> None:
+        from securedb import __version__
+
+        meter = metrics.get_meter(NAME, __version__)
+        self.trace = trace
+        self.tracer = trace.get_tracer(NAME, __version__)
+        self.fetches = meter.create_counter(
+            "securedb.credential.fetches",
+            "{fetch}",
+            "Credential fetches, by source kind and outcome",
+        )
+        self.fetch_duration = meter.create_histogram(
+            "securedb.credential.fetch.duration", "s", "How long a credential fetch took"
+        )
+        meter.create_observable_gauge(
+            "securedb.credential.expires_in",
+            [_expiries],
+            "s",
+            "Seconds until the credential each cache serves expires",
+        )
+        self.refusals = meter.create_counter(
+            "securedb.auth.refusals", "{refusal}", "Credentials the database refused"
+        )
+        self.retries = meter.create_counter(
+            "securedb.transaction.retries", "{retry}", "run_transaction retries, by failure kind"
+        )
+        self.failovers = meter.create_counter(
+            "securedb.failover.detected", "{failover}", "Failovers detected by a connector"
+        )
+        self.recovery = meter.create_histogram(
+            "securedb.failover.recovery",
+            "s",
+            "From a detected failover to the next successful connection",
+        )
+
+
+_loaded: _Instruments | None = None
+_looked = False  # for the API, once
+
+
+def _instruments() -> _Instruments | None:
+    global _loaded, _looked
+    if not _looked:
+        try:
+            from opentelemetry import metrics, trace
+        except ImportError:
+            pass
+        else:
+            _loaded = _Instruments(metrics, trace)
+        _looked = True
+    return _loaded
+
+
+def source_kind(source: Any) -> str:
+    """``iam``, ``secret`` or ``password`` (a source of the application's own: ``other``)."""
+    return str(getattr(source, "kind", "other"))
+
+
+def _expiries(options: Any) -> Iterable[Any]:
+    """The gauge's observations: one per credential cache in use."""
+    from opentelemetry.metrics import Observation
+
+    for cache, _ in list(_state.registry.entries.values()):
+        value = cache._value
+        if value is not None:
+            attributes = {"securedb.credential.source": source_kind(cache.source)}
+            attributes["securedb.credential.name"] = cache.source.name
+            yield Observation(max(0.0, value.expires_at - cache._clock()), attributes)
+
+
+def _span(
+    tools: _Instruments,
+    name: str,
+    start: int,
+    end: int,
+    attributes: dict[str, Any],
+    error: BaseException | None,
+    context: Any = None,
+) -> Any:
+    """A span that took place from `start` to `end` (ns since the epoch), ended."""
+    span = tools.tracer.start_span(name, context, attributes=attributes, start_time=start)
+    if error is not None:
+        span.set_attribute("error.type", type(error).__name__)
+        span.set_status(tools.trace.Status(tools.trace.StatusCode.ERROR))
+    span.end(end)
+    return span
+
+
+def fetched(source: Any, start: int, error: BaseException | None) -> None:
+    """A credential fetch that began at `start`: a span, its duration and its outcome
+    (``error.type`` names the class of a failure, never its text)."""
+    tools = _instruments()
+    if tools is None:
+        return
+    end = time.time_ns()
+    kind = {"securedb.credential.source": source_kind(source)}
+    outcome = {"securedb.outcome": "failure" if error else "success"}
+    if error is not None:
+        outcome["error.type"] = type(error).__name__
+    attributes = {**kind, "securedb.credential.name": source.name}
+    _span(tools, "securedb credential fetch", start, end, attributes, error)
+    tools.fetches.add(1, {**kind, **outcome})
+    tools.fetch_duration.record((end - start) / 1e9, {**kind, **outcome})
+
+
+def connected(cfg: Any, start: int, credential_at: int, error: BaseException | None) -> None:
+    """A new connection that began at `start` and had its credential at `credential_at`:
+    a span with the credential and the TLS and login steps as children."""
+    tools = _instruments()
+    if tools is None:
+        return
+    end = time.time_ns()
+    attributes = {
+        "db.system.name": cfg.engine or "",
+        "server.address": cfg.host or "",
+        "server.port": cfg.port or 0,
+        "db.namespace": cfg.dbname or "",
+        "securedb.auth.mode": cfg.auth,
+    }
+    parent = _span(tools, "securedb connect", start, end, attributes, error)
+    context = tools.trace.set_span_in_context(parent)
+    _span(tools, "securedb credential", start, credential_at, {}, None, context)
+    _span(tools, "securedb tls and login", credential_at, end, {}, error, context)
+
+
+def refused(cfg: Any) -> None:
+    """The database refused a credential."""
+    tools = _instruments()
+    if tools is not None:
+        attributes = {"securedb.auth.mode": cfg.auth, "server.address": cfg.host or ""}
+        tools.refusals.add(1, attributes)
+
+
+def failover_detected(cfg: Any) -> None:
+    tools = _instruments()
+    if tools is not None:
+        tools.failovers.add(1, {"server.address": cfg.host or ""})
+
+
+def recovered(cfg: Any, seconds: float) -> None:
+    tools = _instruments()
+    if tools is not None:
+        tools.recovery.record(seconds, {"server.address": cfg.host or ""})
+
+
+@contextlib.contextmanager
+def transaction(operation: str) -> Iterator[None]:
+    """`run_transaction`'s span; `retried` adds an event to it for each retry."""
+    tools = _instruments()
+    if tools is None:
+        yield
+        return
+    with tools.tracer.start_as_current_span(
+        f"securedb {operation}", record_exception=False, set_status_on_exception=False
+    ) as span:
+        try:
+            yield
+        except BaseException as exc:  # its class only: the text of an SQL error may hold data
+            span.set_attribute("error.type", type(exc).__name__)
+            span.set_status(tools.trace.Status(tools.trace.StatusCode.ERROR))
+            raise
+
+
+def retried(operation: str, failure: str, attempt: int, wait: float) -> None:
+    tools = _instruments()
+    if tools is None:
+        return
+    tools.retries.add(1, {"securedb.operation": operation, "securedb.failure": failure})
+    tools.trace.get_current_span().add_event(
+        "retry", {"securedb.attempt": attempt, "securedb.failure": failure, "securedb.wait": wait}
+    )
