@@ -403,11 +403,10 @@ def _release_all(held: dict[Hashable, RefreshAheadCache], name: str = "") -> Non
 def _collected(held: dict[Hashable, RefreshAheadCache], name: str) -> None:
     """The safety net: a connector collected unclosed is released, and says so."""
     _release_all(held)
-    warnings.warn(
+    warnings.warn(  # noqa: B028  (the garbage collector calls this: no caller to point at)
         f"{name} was never closed: dispose() its engine, close() its pool, or use the "
         "connector in a `with` block",
         ResourceWarning,
-        stacklevel=2,
     )
 
 

@@ -340,8 +340,9 @@ def test_close_is_final_and_a_with_block_closes() -> None:
     assert key not in _state.registry.entries
     message = "<Connector app@localhost:5433 auth=password> is closed: make a new engine, pool or"
     for use in (lambda: used.cache, used.connect):
-        with pytest.raises(errors.ClosedError, match=message):
+        with pytest.raises(errors.ClosedError, match=message) as caught:
             use()
+        assert (caught.value.host, caught.value.port) == ("localhost", 5433)
     with pytest.raises(errors.ClosedError, match=message):
         asyncio.run(used.connect_async())
     assert key not in _state.registry.entries  # nothing was taken back
@@ -350,7 +351,11 @@ def test_close_is_final_and_a_with_block_closes() -> None:
 def test_a_connector_collected_unclosed_is_released_with_a_warning() -> None:
     cfg = Config.from_url("postgresql://app:pw-1@localhost:5433/app")
     key = connector.identity(cfg)
-    with pytest.warns(ResourceWarning, match=r"Connector app@localhost:5433 .* was never closed"):
+    said = (
+        r"^<Connector app@localhost:5433 auth=password> was never closed: dispose\(\) its "
+        r"engine, close\(\) its pool, or use the connector in a `with` block$"
+    )
+    with pytest.warns(ResourceWarning, match=said):
         Connector(cfg)  # dropped at once: nothing holds a connector in a cycle
     assert key not in _state.registry.entries
     with warnings.catch_warnings():
