@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -27,7 +27,14 @@ from tests.test_refresh_failing import Clock, Watched, no_aws_credentials
 pytestmark = pytest.mark.bed
 
 SPANS = InMemorySpanExporter()
-READER = InMemoryMetricReader()
+# Deltas: each collection holds what happened since the last, whatever ran before.
+READER = InMemoryMetricReader(
+    preferred_temporality={
+        Counter: AggregationTemporality.DELTA,
+        Histogram: AggregationTemporality.DELTA,
+    }
+)
+COLLECTED: list[Any] = []  # this test's collections
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -41,14 +48,14 @@ def providers() -> None:
 
 @pytest.fixture(autouse=True)
 def fresh() -> Iterator[None]:
-    READER.get_metrics_data()  # collect, so each test sees only its own sums
+    READER.get_metrics_data()  # what earlier tests recorded is not this test's
+    COLLECTED.clear()
     SPANS.clear()
     yield
     SPANS.clear()
 
 
-def points(name: str) -> list[Any]:
-    data = READER.get_metrics_data()
+def points(name: str, data: Any) -> list[Any]:
     return [
         point
         for resource in (data.resource_metrics if data else [])
@@ -57,6 +64,23 @@ def points(name: str) -> list[Any]:
         if metric.name == name
         for point in metric.data.data_points
     ]
+
+
+def gauge(name: str) -> list[Any]:
+    """The gauge's observations now."""
+    COLLECTED.append(READER.get_metrics_data())
+    return points(name, COLLECTED[-1])
+
+
+def totals(name: str) -> dict[tuple[tuple[str, Any], ...], float]:
+    """A counter's sum (a histogram's count) per attribute set, over this whole test."""
+    COLLECTED.append(READER.get_metrics_data())
+    summed: dict[tuple[tuple[str, Any], ...], float] = {}
+    for data in COLLECTED:
+        for point in points(name, data):
+            key = tuple(sorted(point.attributes.items()))
+            summed[key] = summed.get(key, 0) + getattr(point, "value", getattr(point, "count", 0))
+    return summed
 
 
 def spans(name: str) -> list[Any]:
@@ -87,13 +111,9 @@ def test_a_new_connection_and_its_credential(bed: Bed, aws_env: dict[str, str]) 
     assert sorted(s.name for s in children) == ["securedb credential", "securedb tls and login"]
     assert {s.parent.span_id for s in children} == {connect.context.span_id}
     assert connect.start_time <= children[0].start_time <= connect.end_time
-    [fetched] = points("securedb.credential.fetches")
-    assert (fetched.value, dict(fetched.attributes)) == (
-        1,
-        {"securedb.credential.source": "iam", "securedb.outcome": "success"},
-    )
-    [took] = points("securedb.credential.fetch.duration")
-    assert took.count == 1
+    success = (("securedb.credential.source", "iam"), ("securedb.outcome", "success"))
+    assert totals("securedb.credential.fetches") == {success: 1}
+    assert totals("securedb.credential.fetch.duration") == {success: 1}
 
 
 def test_a_refresh_that_keeps_failing(
@@ -108,19 +128,22 @@ def test_a_refresh_that_keeps_failing(
         watched = Watched(cache.source)
         cache.source, cache._clock, watched.source._clock = watched, clock, clock
         connector.connect().close()
-        [first] = points("securedb.credential.expires_in")
+        [first] = gauge("securedb.credential.expires_in")
         no_aws_credentials(monkeypatch)
         clock.now = cache._value.refresh_at + 1  # type: ignore[union-attr]
         connector.connect().close()  # served the valid token; the lazy refresh failed
-        [later] = points("securedb.credential.expires_in")
+        [later] = gauge("securedb.credential.expires_in")
         clock.now += 5  # past the backoff
         connector.connect().close()
-        [last] = points("securedb.credential.expires_in")
+        [last] = gauge("securedb.credential.expires_in")
     assert first.value > later.value > last.value > 0
     assert first.attributes["securedb.credential.source"] == "iam"
-    fetches = points("securedb.credential.fetches")
-    failed = [p for p in fetches if p.attributes["securedb.outcome"] == "failure"]
-    assert [(p.value, p.attributes["error.type"]) for p in failed] == [(2, "CredentialsError")]
+    source = ("securedb.credential.source", "iam")
+    failure = (("error.type", "CredentialsError"), source, ("securedb.outcome", "failure"))
+    assert totals("securedb.credential.fetches") == {
+        (source, ("securedb.outcome", "success")): 1,
+        failure: 2,
+    }
 
 
 def test_a_writer_flip_records_retries_and_the_recovery(bed: Bed) -> None:
@@ -144,14 +167,11 @@ def test_a_writer_flip_records_retries_and_the_recovery(bed: Bed) -> None:
     [span] = spans("securedb run_transaction")
     [event] = span.events
     assert (event.name, event.attributes["securedb.failure"]) == ("retry", "FAILOVER")
-    [retries] = points("securedb.transaction.retries")
-    assert dict(retries.attributes) == {
-        "securedb.operation": "run_transaction",
-        "securedb.failure": "FAILOVER",
-    }
-    assert [p.value for p in points("securedb.failover.detected")] == [1]
-    [recovery] = points("securedb.failover.recovery")
-    assert recovery.count == 1
+    retry = (("securedb.failure", "FAILOVER"), ("securedb.operation", "run_transaction"))
+    assert totals("securedb.transaction.retries") == {retry: 1}
+    where = (("server.address", "localhost"),)
+    assert totals("securedb.failover.detected") == {where: 1}
+    assert totals("securedb.failover.recovery") == {where: 1}
 
 
 def test_nothing_secret_in_any_span_or_metric(
