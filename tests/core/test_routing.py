@@ -18,9 +18,10 @@ CLUSTER = "orders.cluster-abc123.eu-west-2.rds.amazonaws.com"
 
 class Driver:
     def __init__(self, failure: Failure | None) -> None:
-        self.failure = failure
+        self.failure, self.asked = failure, list[BaseException]()
 
     def classify(self, exc: BaseException) -> Failure | None:
+        self.asked.append(exc)
         return self.failure
 
 
@@ -29,7 +30,9 @@ def cfg() -> Config:
 
 
 def test_a_lost_connection_while_reading_is_a_failover_miss() -> None:
-    outcome = _routing.unread(ConnectionError("gone"), Driver(Failure.FAILOVER), cfg())  # type: ignore[arg-type]
+    lost, driver = ConnectionError("gone"), Driver(Failure.FAILOVER)
+    outcome = _routing.unread(lost, driver, cfg())  # type: ignore[arg-type]
+    assert driver.asked == [lost]
     assert isinstance(outcome, Missed)
     assert outcome.failover is True
     assert type(outcome.error) is ConnectionError
