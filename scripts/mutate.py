@@ -24,7 +24,10 @@ import json
 import os
 import signal
 import sys
+import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,10 @@ KILLED = {1, 3}
 SURVIVED = {0}
 TIMEOUT = {36, -24, 24, 152, 255}
 NO_TESTS = {5, 33}
+# mutmut ends a mutant by CPU time, so one that deadlocks (a lock never released) uses
+# none and would wait forever: after this many seconds without CPU it gets SIGXCPU, which
+# mutmut counts as a timeout.
+STALLED_AFTER = 180.0
 COLUMNS = ("killed", "survived", "timeout", "no tests", "not run", "other", "total", "score")
 
 
@@ -63,12 +70,45 @@ def run(mutants: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the bed on the way out
     from mutmut.__main__ import cli
 
+    stop = threading.Event()
+    watchdog = threading.Thread(target=_end_stalled_mutants, args=(stop,), daemon=True)
+    watchdog.start()
     with hold():
         try:
             cli.main(["run", "--max-children", "1", *mutants], standalone_mode=False)
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 1
+        finally:
+            stop.set()
     return 0
+
+
+def _end_stalled_mutants(stop: threading.Event) -> None:
+    """SIGXCPU to a mutant whose CPU time has not moved for `STALLED_AFTER` seconds."""
+    seen: dict[int, tuple[int, float]] = {}
+    while not stop.wait(10):
+        now = time.monotonic()
+        for pid, cpu in _mutant_workers():
+            last = seen.get(pid)
+            if last is None or last[0] != cpu:
+                seen[pid] = (cpu, now)
+            elif now - last[1] > STALLED_AFTER:
+                print(f"mutate: a mutant used no CPU for {STALLED_AFTER:.0f} s: ended", flush=True)
+                os.kill(pid, signal.SIGXCPU)
+                del seen[pid]
+
+
+def _mutant_workers() -> Iterator[tuple[int, int]]:
+    """This process's mutmut workers (titled ``mutmut: <mutant>``) and their CPU ticks."""
+    for proc in Path("/proc").iterdir():
+        try:
+            title = (proc / "cmdline").read_bytes()
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        if title.startswith(b"mutmut: ") and int(fields[1]) == os.getpid():
+            yield int(proc.name), int(fields[11]) + int(fields[12])  # utime + stime
 
 
 def load_results() -> dict[str, dict[str, int | None]]:
