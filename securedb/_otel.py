@@ -11,6 +11,7 @@ docs/observability.md.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -71,19 +72,30 @@ class _Instruments:
 
 _loaded: _Instruments | None = None
 _looked = False  # for the API, once
+_lock = threading.Lock()  # two first uses at once would register every instrument twice
 
 
 def _instruments() -> _Instruments | None:
     global _loaded, _looked
     if not _looked:
-        try:
-            from opentelemetry import metrics, trace
-        except ImportError:
-            pass
-        else:
-            _loaded = _Instruments(metrics, trace)
-        _looked = True
+        with _lock:
+            if not _looked:
+                try:
+                    from opentelemetry import metrics, trace
+                except ImportError:
+                    pass
+                else:
+                    _loaded = _Instruments(metrics, trace)
+                _looked = True
     return _loaded
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+_state.on_fork(_after_fork_in_child)
 
 
 def source_kind(source: Any) -> str:
