@@ -40,6 +40,7 @@ from benchmarks import (
     cases_aurora,
     cases_connect,
     cases_credentials,
+    cases_otel,
     cases_pooling,
     cases_startup,
 )
@@ -66,6 +67,7 @@ CASES = [
     Case("first_token", cases_startup.first_token, ("boto3",)),
     Case("pool_checkout", cases_pooling.pool_checkout, ()),
     Case("per_query", cases_pooling.per_query, (WRAPPER,)),
+    Case("otel_cost", cases_otel.otel_cost, ("opentelemetry.sdk",)),
     Case("new_connection", cases_connect.new_connection, (WRAPPER, "boto3")),
     Case("storm", cases_connect.storm, ()),
     Case("async_checkout", cases_async.async_checkout, (WRAPPER, "aiomysql")),

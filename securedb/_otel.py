@@ -13,15 +13,19 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterable, Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from securedb import _state
 
 __all__ = [
+    "PoolMetrics",
     "connected",
     "failover_detected",
     "fetched",
+    "pool_metrics",
+    "pool_name",
     "recovered",
     "refused",
     "retried",
@@ -29,6 +33,8 @@ __all__ = [
 ]
 
 NAME = "securedb"
+POOL_NAME = "db.client.connection.pool.name"
+STATE = "db.client.connection.state"
 
 
 class _Instruments:
@@ -68,6 +74,67 @@ class _Instruments:
             "s",
             "From a detected failover to the next successful connection",
         )
+        # The pools' instruments: OpenTelemetry's database client conventions (1.26+).
+        meter.create_observable_up_down_counter(
+            "db.client.connection.count",
+            [self._connection_counts],
+            "{connection}",
+            "The number of connections that are currently in state described by the state "
+            "attribute",
+        )
+        meter.create_observable_up_down_counter(
+            "db.client.connection.pending_requests",
+            [self._pending_requests],
+            "{request}",
+            "The number of current pending requests for an open connection",
+        )
+        self.create_time = meter.create_histogram(
+            "db.client.connection.create_time", "s", "The time it took to create a new connection"
+        )
+        self.wait_time = meter.create_histogram(
+            "db.client.connection.wait_time",
+            "s",
+            "The time it took to obtain an open connection from the pool",
+        )
+        self.use_time = meter.create_histogram(
+            "db.client.connection.use_time",
+            "s",
+            "The time between borrowing a connection and returning it to the pool",
+        )
+        self.timeouts = meter.create_counter(
+            "db.client.connection.timeouts",
+            "{timeout}",
+            "The number of connection timeouts that have occurred trying to obtain a "
+            "connection from the pool",
+        )
+        self.pools: weakref.WeakSet[PoolMetrics] = weakref.WeakSet()
+
+    def _by_pool_name(self) -> dict[str, tuple[int, int, int]]:
+        """Idle, used and pending per pool name (pools that share one are summed)."""
+        totals: dict[str, tuple[int, int, int]] = {}
+        for metrics in list(self.pools):
+            counts = metrics.counts()
+            if counts is not None:
+                idle, used, pending = totals.get(metrics.name, (0, 0, 0))
+                totals[metrics.name] = (
+                    idle + counts[0],
+                    used + counts[1],
+                    pending + metrics.pending,
+                )
+        return totals
+
+    def _connection_counts(self, options: Any) -> Iterable[Any]:
+        from opentelemetry.metrics import Observation
+
+        for name, (idle, used, _) in self._by_pool_name().items():
+            yield Observation(idle, {POOL_NAME: name, STATE: "idle"})
+            yield Observation(used, {POOL_NAME: name, STATE: "used"})
+
+    def _pending_requests(self, options: Any) -> Iterable[Any]:
+        from opentelemetry.metrics import Observation
+
+        for name, (_, _, pending) in self._by_pool_name().items():
+            yield Observation(pending, {POOL_NAME: name})
 
 
 _loaded: _Instruments | None = None
@@ -113,6 +180,97 @@ def _expiries(options: Any) -> Iterable[Any]:
             attributes = {"securedb.credential.source": source_kind(cache.source)}
             attributes["securedb.credential.name"] = cache.source.name
             yield Observation(max(0.0, value.expires_at - cache._clock()), attributes)
+
+
+def pool_name(cfg: Any, given: Any = None) -> str:
+    """A pool's name in its metrics: the one its application gave it, else
+    ``host:port/dbname``, as the conventions suggest."""
+    return given if isinstance(given, str) and given else f"{cfg.host}:{cfg.port}/{cfg.dbname}"
+
+
+def pool_metrics(name: str, counts: Callable[[Any], tuple[int, int]]) -> PoolMetrics | None:
+    """A new pool's instruments, or None without the API. `counts(pool)` reads the
+    watched pool's idle and used connections when metrics are collected."""
+    tools = _instruments()
+    if tools is None:
+        return None
+    metrics = PoolMetrics(tools, name, counts)
+    tools.pools.add(metrics)
+    return metrics
+
+
+class PoolMetrics:
+    """One pool's instruments. Its counts are read when metrics are collected; waits,
+    uses, new connections and timeouts are recorded as they happen."""
+
+    def __init__(
+        self, tools: _Instruments, name: str, counts: Callable[[Any], tuple[int, int]]
+    ) -> None:
+        self.name = name
+        self.attributes = {POOL_NAME: name}
+        self._tools = tools
+        self._counts = counts
+        self._pool: Callable[[], Any] = lambda: None
+        self._out: dict[int, float] = {}  # id of a connection checked out -> since when
+        self.pending = 0
+        self._lock = threading.Lock()
+        _state.track(self)
+
+    def watch(self, pool: Any) -> None:
+        """Read the counts of `pool` (held weakly: a pool collected is no longer counted)."""
+        self._pool = weakref.ref(pool)
+
+    def counts(self) -> tuple[int, int] | None:
+        pool = self._pool()
+        return None if pool is None else self._counts(pool)
+
+    def acquiring(self, timeout: type[BaseException]) -> _Acquiring:
+        """``with metrics.acquiring(PoolTimeout) as request: conn = ...`` then
+        ``metrics.checked_out(conn, request)``: a wait, or a timeout, and a pending request
+        while it lasts."""
+        return _Acquiring(self, timeout)
+
+    def checked_out(self, conn: object, request: _Acquiring) -> None:
+        self._out[id(conn)] = request.end
+
+    def returned(self, conn: object) -> None:
+        since = self._out.pop(id(conn), None)
+        if since is not None:
+            self._tools.use_time.record(time.perf_counter() - since, self.attributes)
+
+    def created(self, start: float) -> None:
+        """A new connection, begun at `start` (``time.perf_counter()``)."""
+        self._tools.create_time.record(time.perf_counter() - start, self.attributes)
+
+    def _waiting(self, change: int) -> None:
+        with self._lock:
+            self.pending += change
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+
+class _Acquiring:
+    """One request for a connection; a context manager (a class: it runs per checkout)."""
+
+    __slots__ = ("end", "metrics", "start", "timeout")
+
+    def __init__(self, metrics: PoolMetrics, timeout: type[BaseException]) -> None:
+        self.metrics, self.timeout = metrics, timeout
+
+    def __enter__(self) -> _Acquiring:
+        self.metrics._waiting(1)
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.end = time.perf_counter()
+        metrics = self.metrics
+        metrics._waiting(-1)
+        if kind is None:
+            metrics._tools.wait_time.record(self.end - self.start, metrics.attributes)
+        elif issubclass(kind, self.timeout):
+            metrics._tools.timeouts.add(1, metrics.attributes)
 
 
 def _span(

@@ -324,7 +324,8 @@ class _AsyncpgPoolRunner(_AsyncPoolRunner):
     """A securedb asyncpg pool: asyncpg's transaction, connections replaced after failure."""
 
     async def run(self, fn: Callable[[Any], Awaitable[T]]) -> T:
-        async with self.pool.acquire() as conn:
+        conn = await self.pool.acquire()
+        try:
             transaction = conn.transaction()
             await transaction.start()
             try:
@@ -337,6 +338,12 @@ class _AsyncpgPoolRunner(_AsyncPoolRunner):
                 await transaction.commit()
             except Exception as exc:
                 raise _CommitFailed(exc) from exc
+        finally:
+            # asyncpg resets a connection as it takes it back, and raises if that fails
+            # (having dropped it): a connection lost just after COMMIT must not turn the
+            # committed transaction into a failure that is retried, and written twice.
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
         return result
 
     async def invalidate(self) -> None:

@@ -8,11 +8,12 @@ connection made before it, at checkout: after a failover none to the old writer 
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from securedb import _extras
+from securedb import _extras, _otel
 from securedb.config import Config, split_options
 from securedb.connector import Connector
 from securedb.drivers import postgres
@@ -59,8 +60,8 @@ def _pool(connector: Connector, pool_options: dict[str, Any]) -> ConnectionPool:
     import psycopg_pool
 
     generations = _Generations()
-
-    Connection = connection_class(connector, generations.note)
+    metrics = _otel.pool_metrics(_otel.pool_name(cfg, pool_options.get("name")), _pool_counts)
+    Connection = connection_class(connector, generations.note, metrics)
 
     def check(conn: Any) -> None:
         if generations.stale(conn):
@@ -73,28 +74,38 @@ def _pool(connector: Connector, pool_options: dict[str, Any]) -> ConnectionPool:
     defaults = {**POOL_DEFAULTS, "check": check, "name": f"securedb {cfg.endpoint}"}
     try:
         return ConnectionPool(
-            connector, generations, connection_class=Connection, **{**defaults, **pool_options}
+            connector,
+            generations,
+            metrics,
+            connection_class=Connection,
+            **{**defaults, **pool_options},
         )
     except TypeError as exc:
         raise ConfigError(f"{exc}; see psycopg_pool.ConnectionPool for pool options") from None
 
 
 def connection_class(
-    connector: Connector, note: Callable[[Any], Any] | None = None
+    connector: Connector,
+    note: Callable[[Any], Any] | None = None,
+    metrics: _otel.PoolMetrics | None = None,
 ) -> type[psycopg.Connection[Any]]:
     """A psycopg ``Connection`` class whose ``connect()`` opens through `connector`.
 
     psycopg_pool calls ``connection_class.connect(conninfo, **kwargs)`` for each new
     connection: the conninfo is ignored (the endpoint is the connector's); ``dbname``
     and the other kwargs are that connection's own and go through the merge point.
-    `note`, if given, sees each new connection. Shared by `pool` and Django's pool.
+    `note`, if given, sees each new connection, and `metrics` times it. Shared by
+    `pool` and Django's pool.
     """
     import psycopg
 
     class Connection(psycopg.Connection[Any]):
         @classmethod
         def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+            start = time.perf_counter()
             conn = connector.connect(**kwargs)
+            if metrics is not None:
+                metrics.created(start)
             return note(conn) if note is not None else conn
 
     return Connection
@@ -151,11 +162,16 @@ def _async_pool(connector: Connector, pool_options: dict[str, Any]) -> Any:
     import psycopg_pool
 
     generations = _Generations()
+    metrics = _otel.pool_metrics(_otel.pool_name(cfg, pool_options.get("name")), _pool_counts)
 
     class AsyncConnection(psycopg.AsyncConnection[Any]):
         @classmethod
         async def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
-            return generations.note(await connector.connect_async(**kwargs))
+            start = time.perf_counter()
+            conn = await connector.connect_async(**kwargs)
+            if metrics is not None:
+                metrics.created(start)
+            return generations.note(conn)
 
     async def check(conn: Any) -> None:
         if generations.stale(conn):
@@ -168,7 +184,11 @@ def _async_pool(connector: Connector, pool_options: dict[str, Any]) -> Any:
     defaults = {**POOL_DEFAULTS, "check": check, "name": f"securedb {cfg.endpoint}"}
     try:
         return AsyncConnectionPool(
-            connector, generations, connection_class=AsyncConnection, **{**defaults, **pool_options}
+            connector,
+            generations,
+            metrics,
+            connection_class=AsyncConnection,
+            **{**defaults, **pool_options},
         )
     except TypeError as exc:
         raise ConfigError(f"{exc}; see psycopg_pool.AsyncConnectionPool for options") from None
@@ -193,6 +213,12 @@ ASYNCPG_POOL_OPTIONS = frozenset(
     {"min_size", "max_size", "max_queries", "max_inactive_connection_lifetime"}
     | {"setup", "init", "reset", "connection_class", "record_class"}
 )
+
+
+def _pool_counts(pool: Any) -> tuple[int, int]:
+    """A psycopg pool's idle and used connections (those being made count as used)."""
+    stats = pool.get_stats()
+    return stats["pool_available"], stats["pool_size"] - stats["pool_available"]
 
 
 def _postgres_config(connector: Connector, pool_options: dict[str, Any]) -> Config:

@@ -7,10 +7,11 @@ checked-out connection is the driver's own and nothing wraps each query.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from securedb import _extras, _state, drivers
+from securedb import _extras, _otel, _state, drivers
 from securedb.config import OPTIONS, Config, split_options
 from securedb.connector import Connector
 from securedb.errors import ClosedError, ConfigError
@@ -141,6 +142,7 @@ class _EngineConnector:
     def __init__(self, connector: Connector) -> None:
         self._connector, self.config = connector, connector.config
         self._lock = threading.Lock()
+        self.metrics: _otel.PoolMetrics | None = None
         _state.track(self)
 
     def get(self) -> Connector:
@@ -151,18 +153,28 @@ class _EngineConnector:
         return self._connector
 
     def connect(self, **args: Any) -> Any:
+        start = time.perf_counter()
         try:
-            return self.get().connect(**args)
+            conn = self.get().connect(**args)
         except ClosedError:
-            pass  # disposed while connecting: once more (outside the except: no context)
-        return self.get().connect(**args)
+            conn = None  # disposed while connecting: once more (outside the except: no context)
+        if conn is None:
+            conn = self.get().connect(**args)
+        if self.metrics is not None:
+            self.metrics.created(start)
+        return conn
 
     async def connect_async(self, **args: Any) -> Any:
+        start = time.perf_counter()
         try:
-            return await self.get().connect_async(**args)
+            conn = await self.get().connect_async(**args)
         except ClosedError:
-            pass
-        return await self.get().connect_async(**args)
+            conn = None
+        if conn is None:
+            conn = await self.get().connect_async(**args)
+        if self.metrics is not None:
+            self.metrics.created(start)
+        return conn
 
     def failed_over(self) -> None:
         self._connector.failed_over()
@@ -189,15 +201,50 @@ def _create(connector: _EngineConnector, engine_options: dict[str, Any], is_asyn
     else:
         create, dialect = sqlalchemy.create_engine, DIALECTS[cfg.engine or ""]
         hook = {"creator": lambda: connector.connect(**extra)}
+    options = {**ENGINE_DEFAULTS, **engine_options}
+    if "pool" not in options:
+        connector.metrics = _otel.pool_metrics(
+            _otel.pool_name(cfg, options.get("pool_logging_name")), _counts
+        )
+    if connector.metrics is not None:
+        default = sqlalchemy.pool.AsyncAdaptedQueuePool if is_async else sqlalchemy.pool.QueuePool
+        options["poolclass"] = _metered(options.get("poolclass", default), connector.metrics)
     try:
-        eng: Any = create(dialect, **hook, **{**ENGINE_DEFAULTS, **engine_options})
+        eng: Any = create(dialect, **hook, **options)
     except (TypeError, sqlalchemy.exc.ArgumentError) as exc:
         message = f"{exc}; securedb options are {', '.join(sorted(OPTIONS))}"
     else:
         sync_engine = eng.sync_engine if is_async else eng
         sqlalchemy.event.listen(sync_engine, "handle_error", _failover_listener(connector))
+        if connector.metrics is not None and hasattr(sync_engine.pool, "checkedout"):
+            connector.metrics.watch(sync_engine)
         return eng
     raise ConfigError(message)
+
+
+def _counts(engine: Any) -> tuple[int, int]:
+    """Idle and used connections of the engine's pool (a new one after each `dispose()`)."""
+    return engine.pool.checkedin(), engine.pool.checkedout()
+
+
+def _metered(poolclass: Any, metrics: _otel.PoolMetrics) -> Any:
+    """`poolclass`, reporting waits, timeouts and uses to `metrics`. The class is the
+    engine's own, so the pool `dispose()` makes next (of the same class) reports too."""
+    import sqlalchemy
+
+    class Metered(poolclass):  # type: ignore[misc]
+        def connect(self) -> Any:
+            with metrics.acquiring(sqlalchemy.exc.TimeoutError) as request:
+                fairy = super().connect()
+            metrics.checked_out(fairy._connection_record, request)
+            return fairy
+
+        def _do_return_conn(self, record: Any) -> None:
+            metrics.returned(record)
+            super()._do_return_conn(record)
+
+    Metered.__name__ = Metered.__qualname__ = poolclass.__name__
+    return Metered
 
 
 def check_pool_arguments(engine_options: dict[str, Any]) -> None:

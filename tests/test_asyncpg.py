@@ -288,6 +288,29 @@ def test_async_pool_is_asyncpgs_own(bed: Bed, aws_env: dict[str, str]) -> None:
     assert asyncio.run(main()) == [("iam_user", True)] * 2
 
 
+def test_a_connection_lost_after_commit_is_not_retried(bed: Bed, aws_env: dict[str, str]) -> None:
+    """asyncpg resets a connection as the pool takes it back: when that fails after the
+    COMMIT (the writer went down just then), the transaction was committed and must not
+    run again. Found as a key written twice in the writer-flip test."""
+    runs = []
+
+    async def lost(conn: Any) -> None:
+        raise asyncpg.ConnectionDoesNotExistError("connection lost after COMMIT")
+
+    async def unit(conn: Any) -> int:
+        runs.append(1)
+        return int(await conn.fetchval("SELECT 1"))
+
+    async def main() -> int:
+        async with securedb.async_pool(
+            iam_url(bed), auth="iam", ca_bundle=str(bed.pki.ca), max_size=1, reset=lost
+        ) as pool:
+            return await securedb.run_transaction_async(pool, unit)
+
+    assert asyncio.run(main()) == 1
+    assert runs == [1]
+
+
 def test_async_pool_refuses_weakening_kwargs(bed: Bed) -> None:
     with pytest.raises(errors.ConfigError, match="'ssl' is securedb's"):
         securedb.async_pool(

@@ -3,11 +3,15 @@ in-memory exporters, and nothing secret in any of them."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import psycopg_pool
 import pytest
 import sqlalchemy as sa
 from opentelemetry import metrics, trace
@@ -204,6 +208,7 @@ def test_nothing_secret_in_any_span_or_metric(
 
 
 def test_without_the_api_nothing_is_imported_or_recorded() -> None:
+    """No instruments, and the pools are SQLAlchemy's and psycopg_pool's as they come."""
     code = (
         "import sys; sys.modules['opentelemetry'] = None\n"
         "import securedb\n"
@@ -212,6 +217,158 @@ def test_without_the_api_nothing_is_imported_or_recorded() -> None:
         "from securedb import _otel\n"
         "assert _otel._instruments() is None\n"
         "_otel.refused(securedb.Config.from_url('postgresql://u@h/db', auth='iam'))\n"
+        "import sqlalchemy\n"
+        "eng = securedb.engine('postgresql://u:p@h/db')\n"
+        "assert type(eng.pool) is sqlalchemy.pool.QueuePool, type(eng.pool).__mro__\n"
+        "assert securedb.pool('postgresql://u:p@h/db', open=False)._securedb_metrics is None\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+POOL_NAME = "db.client.connection.pool.name"
+ONE = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.5}  # an engine of one connection
+ONE_POOL = {"max_size": 1, "timeout": 0.5}
+
+
+class Pool:
+    """A securedb pool of one connection, whatever its kind, driven from the event loop:
+    a sync pool's calls run in threads, so a second request can wait in one."""
+
+    def __init__(self, kind: str, target: Any, timeout: type[BaseException]) -> None:
+        self.kind, self.target, self.timeout = kind, target, timeout
+
+    async def get(self) -> Any:
+        target = self.target
+        if self.kind == "engine":
+            return await asyncio.to_thread(target.connect)
+        if self.kind == "pool":
+            return await asyncio.to_thread(target.getconn)
+        if self.kind == "async_engine":
+            return await target.connect()
+        if self.kind == "async_pool":
+            return await target.getconn()
+        return await target.acquire(timeout=0.5)
+
+    async def put(self, conn: Any) -> None:
+        if self.kind == "engine":
+            await asyncio.to_thread(conn.close)
+        elif self.kind == "pool":
+            await asyncio.to_thread(self.target.putconn, conn)
+        elif self.kind == "async_engine":
+            await conn.close()
+        elif self.kind == "async_pool":
+            await self.target.putconn(conn)
+        else:
+            await self.target.release(conn)
+
+
+@contextlib.asynccontextmanager
+async def one_connection_pool(kind: str, url: str, ca: str) -> AsyncIterator[Pool]:
+    if kind == "engine":
+        eng = securedb.engine(url, ca_bundle=ca, pool_logging_name="orders", **ONE)
+        try:
+            yield Pool(kind, eng, sa.exc.TimeoutError)
+        finally:
+            eng.dispose()
+    elif kind == "async_engine":
+        async_eng = securedb.async_engine(url, ca_bundle=ca, **ONE)
+        try:
+            yield Pool(kind, async_eng, sa.exc.TimeoutError)
+        finally:
+            await async_eng.dispose()
+    elif kind == "pool":
+        with securedb.pool(url, ca_bundle=ca, name="orders", **ONE_POOL) as pool:
+            yield Pool(kind, pool, psycopg_pool.PoolTimeout)
+    elif kind == "async_pool":
+        async with securedb.async_pool(url, ca_bundle=ca, **ONE_POOL) as async_pool:
+            yield Pool(kind, async_pool, psycopg_pool.PoolTimeout)
+    else:
+        async with securedb.async_pool(url, ca_bundle=ca, driver="asyncpg", max_size=1) as pg:
+            yield Pool(kind, pg, asyncio.TimeoutError)
+
+
+def by_state(name: str) -> dict[str, int]:
+    """The pool's connection count per state, now."""
+    return {
+        p.attributes["db.client.connection.state"]: p.value
+        for p in gauge("db.client.connection.count")
+        if p.attributes[POOL_NAME] == name
+    }
+
+
+def pending(name: str) -> int:
+    [point] = [
+        p for p in gauge("db.client.connection.pending_requests") if p.attributes[POOL_NAME] == name
+    ]
+    return int(point.value)
+
+
+@pytest.mark.parametrize("kind", ["engine", "pool", "async_engine", "async_pool", "asyncpg"])
+def test_pool_metrics_under_the_conventions_names(bed: Bed, kind: str) -> None:
+    """One connection held, a second request waiting for it, then one timing out: the
+    counts by state, the pending request, and the times and timeout, for every kind."""
+    fwd = bed.forwarder(("127.0.0.1", bed.primary.port))  # a pool name of this test's own
+    url = f"postgresql://app_user:{postgres.APP_PASSWORD}@localhost:{fwd.port}/app"
+    name = "orders" if kind in ("engine", "pool") else f"localhost:{fwd.port}/app"
+
+    async def scenario() -> tuple[dict[str, int], int, dict[str, int], int]:
+        async with one_connection_pool(kind, url, str(bed.pki.ca)) as pool:
+            held = await pool.get()
+            waiting = asyncio.ensure_future(pool.get())
+            deadline = time.monotonic() + 10
+            while pending(name) == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            busy, waiters = by_state(name), pending(name)
+            await pool.put(held)
+            await pool.put(await waiting)
+            held = await pool.get()
+            with pytest.raises(pool.timeout):
+                await pool.get()
+            await pool.put(held)
+            return busy, waiters, by_state(name), pending(name)
+
+    busy, waiters, after, left = asyncio.run(scenario())
+    assert (busy, waiters) == ({"idle": 0, "used": 1}, 1)
+    assert (after, left) == ({"idle": 1, "used": 0}, 0)
+    attributes = ((POOL_NAME, name),)
+    assert totals("db.client.connection.wait_time") == {attributes: 3}
+    assert totals("db.client.connection.use_time") == {attributes: 3}
+    assert totals("db.client.connection.timeouts") == {attributes: 1}
+    assert totals("db.client.connection.create_time")[attributes] >= 1
+
+
+def test_driver_instrumentation_still_traces_queries(bed: Bed) -> None:
+    """opentelemetry-instrumentation-psycopg on securedb's connections: a span per query
+    from `connect`, `engine` and `pool` alike (securedb adds none of its own)."""
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+    url = f"postgresql://app_user:{postgres.APP_PASSWORD}@localhost:{bed.primary.port}/app"
+    ca = str(bed.pki.ca)
+    instrumentor = PsycopgInstrumentor()
+    instrumentor.instrument(skip_dep_check=True)
+    try:
+        with securedb.connect(url, ca_bundle=ca) as conn:
+            conn.execute("SELECT 1 AS from_connect")
+        eng = securedb.engine(url, ca_bundle=ca)
+        with eng.connect() as sa_conn:
+            sa_conn.execute(sa.text("SELECT 2 AS from_engine"))
+        eng.dispose()
+        with securedb.pool(url, ca_bundle=ca) as pool, pool.connection() as pooled:
+            pooled.execute("SELECT 3 AS from_pool")
+    finally:
+        instrumentor.uninstrument()
+    queries = {
+        s.attributes["db.statement"]: s.attributes["db.system"]
+        for s in SPANS.get_finished_spans()
+        if s.attributes and "db.statement" in s.attributes
+    }
+    for statement in (
+        "SELECT 1 AS from_connect",
+        "SELECT 2 AS from_engine",
+        "SELECT 3 AS from_pool",
+    ):
+        assert queries.get(statement) == "postgresql", sorted(queries)
+    ours = {s.name for s in SPANS.get_finished_spans() if s.name.startswith("securedb")}
+    connecting = {"securedb connect", "securedb credential", "securedb tls and login"}
+    assert ours == {*connecting, "securedb credential fetch"}

@@ -1,0 +1,169 @@
+"""What OpenTelemetry costs: securedb's pools with the SDK recording, and without the API.
+
+"Without the API" is an engine or pool made while securedb sees no ``opentelemetry``
+(its pool is SQLAlchemy's or psycopg_pool's as they come); "with the SDK" is one made while
+securedb's instruments report to an SDK ``MeterProvider`` with a reader, as in an
+application that exports metrics. Both are made in this one process, so they run
+interleaved; the SDK provider is this case's own, not the process's global one, so the
+other cases are not measured with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from benchmarks import harness
+from benchmarks.cases_pooling import select_one
+from benchmarks.cases_startup import child_run, interleave_runs
+from benchmarks.context import Ctx, pinned
+from benchmarks.harness import Contender, Scale
+
+CHECKOUT_LIMIT = 1.05
+QUERY_LIMIT = 1.03
+WITHOUT, WITH = "no OpenTelemetry API", "OpenTelemetry SDK recording"
+
+
+@contextlib.contextmanager
+def instruments(tools: Any) -> Iterator[None]:
+    """securedb's instruments while an engine or pool is made: `tools`, or None (no API)."""
+    from securedb import _otel
+
+    saved = _otel._loaded, _otel._looked
+    _otel._loaded, _otel._looked = tools, True
+    try:
+        yield
+    finally:
+        _otel._loaded, _otel._looked = saved
+
+
+def sdk_instruments() -> tuple[Any, Any]:
+    """securedb's instruments on an SDK meter provider of their own, and its reader."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from securedb import _otel
+
+    reader = InMemoryMetricReader()
+    return _otel._Instruments(MeterProvider(metric_readers=[reader]), trace), reader
+
+
+def made_with(tools: Any, make: Callable[[], Any]) -> Callable[[], Any]:
+    def made() -> Any:
+        with instruments(tools):
+            return make()
+
+    return made
+
+
+def otel_cost(ctx: Ctx, scale: Scale) -> dict[str, Any]:
+    import securedb
+
+    sdk, reader = sdk_instruments()
+    makers = {
+        "securedb.engine": lambda: securedb.engine(ctx.pg_iam_url, auth="iam", ca_bundle=ctx.ca),
+        "securedb.pool": lambda: securedb.pool(ctx.pg_iam_url, auth="iam", ca_bundle=ctx.ca),
+    }
+    contenders = []
+    for kind, make in makers.items():
+        for label, tools in ((WITHOUT, None), (WITH, sdk)):
+            made = made_with(tools, make)
+            runs = {
+                "checkout": harness.fresh(made, checkout, close),
+                "SELECT 1": harness.fresh(held(made), query, give_back),
+            }
+            for what, run in runs.items():
+                baseline = f"{kind} {what}, {WITHOUT}"
+                contenders.append(Contender(f"{kind} {what}, {label}", run, baseline, bool(tools)))
+    with pinned(ctx.bed) as placement:
+        harness.interleave(contenders, dataclasses.replace(scale, rounds=scale.fresh_rounds))
+    imports = import_contenders()
+    interleave_runs(imports, scale)
+    recorded = waits_recorded(reader)
+    rows = harness.results(contenders) + harness.results(imports)
+    limits = {r["name"]: QUERY_LIMIT if "SELECT" in r["name"] else CHECKOUT_LIMIT for r in rows}
+    ours = [r for r in rows if r["securedb"] and "import" not in r["name"]]
+    met = recorded > 0 and all(harness.ok(r) and r["ratio"] <= limits[r["name"]] for r in ours)
+    worst_checkout = max((r["ratio"] or 0 for r in ours if "checkout" in r["name"]), default=0)
+    worst_query = max((r["ratio"] or 0 for r in ours if "SELECT" in r["name"]), default=0)
+    return {
+        "title": "OpenTelemetry's cost: pool checkout and per query, with the SDK and without",
+        "unit": "ns per call",
+        "target": f"with the SDK: checkout ≤ {CHECKOUT_LIMIT}×, per query ≤ {QUERY_LIMIT}× "
+        "the same pool without the API; import unchanged",
+        "met": met,
+        "verdict": f"checkout worst {worst_checkout:.3f}×, per query worst {worst_query:.3f}×; "
+        f"{recorded} waits recorded by the SDK",
+        "contenders": rows,
+        "method": f"{scale.fresh_rounds} interleaved rounds of batches of about "
+        f"{harness.fmt_ns(scale.batch_ns)}; a checkout is `with engine.connect(): pass` or "
+        "`with pool.connection(): pass`, a query `SELECT 1` on a connection checked out "
+        "before the batch. The pools are made with securedb's instruments on an SDK "
+        "`MeterProvider` with a reader (as an exporting application has them), or with "
+        "securedb seeing no API; each batch gets a new engine or pool (made, warmed and "
+        f"closed outside the timing). Placement: {placement}. The import rows are fresh "
+        "interpreters, with `opentelemetry` importable and blocked.",
+    }
+
+
+def checkout(target: Any) -> Callable[[], None]:
+    is_engine = hasattr(target, "dispose")
+    if not is_engine:
+        target.wait()
+
+    def once() -> None:
+        with target.connect() if is_engine else target.connection():
+            pass
+
+    return once
+
+
+def close(target: Any) -> None:
+    target.dispose() if hasattr(target, "dispose") else target.close()
+
+
+def held(make: Callable[[], Any]) -> Callable[[], tuple[Any, Any]]:
+    """A maker of an engine or pool and a connection checked out of it (a DBAPI
+    connection from an engine)."""
+
+    def made() -> tuple[Any, Any]:
+        target = make()
+        return target, target.raw_connection() if hasattr(target, "dispose") else target.getconn()
+
+    return made
+
+
+def query(pair: tuple[Any, Any]) -> Callable[[], Any]:
+    return select_one(pair[1].cursor())
+
+
+def give_back(pair: tuple[Any, Any]) -> None:
+    target, conn = pair
+    conn.close() if hasattr(target, "dispose") else target.putconn(conn)
+    close(target)
+
+
+def import_contenders() -> list[Contender]:
+    blocked = "import sys\nsys.modules['opentelemetry'] = None\n"
+    body = "import securedb\nresult = securedb.__name__"
+    without = f"import securedb, {WITHOUT}"
+    return [
+        Contender(without, child_run(blocked + body, {}), baseline=without),
+        Contender("import securedb, API installed", child_run(body, {}), without, True),
+    ]
+
+
+def waits_recorded(reader: Any) -> int:
+    """How many checkouts the SDK recorded: proof that the SDK contenders did record."""
+    data = reader.get_metrics_data()
+    return sum(
+        point.count
+        for resource in (data.resource_metrics if data else [])
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "db.client.connection.wait_time"
+        for point in metric.data.data_points
+    )
