@@ -44,6 +44,12 @@ def _echo(v: Any) -> bool:
     return any(v is flag for flag in (None, True, False)) or v == "debug"
 
 
+def _is_pool_class(value: Any) -> bool:
+    import sqlalchemy
+
+    return isinstance(value, type) and issubclass(value, sqlalchemy.pool.Pool)
+
+
 # SQLAlchemy checks these only when it uses them (at the first connection, or once the
 # pool is full) or not at all: engine() checks them. Name -> (test, what it expects).
 POOL_ARGUMENTS: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -64,6 +70,7 @@ POOL_ARGUMENTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "pool_use_lifo": (lambda v: isinstance(v, bool), "True or False"),
     "echo_pool": (_echo, "None, True, False or 'debug'"),
     "echo": (_echo, "None, True, False or 'debug'"),
+    "poolclass": (_is_pool_class, "a subclass of sqlalchemy.pool.Pool"),
 }
 
 
@@ -206,9 +213,10 @@ def _create(connector: _EngineConnector, engine_options: dict[str, Any], is_asyn
         connector.metrics = _otel.pool_metrics(
             _otel.pool_name(cfg, options.get("pool_logging_name")), _counts
         )
+    default = sqlalchemy.pool.AsyncAdaptedQueuePool if is_async else sqlalchemy.pool.QueuePool
+    poolclass = options.get("poolclass", default)
     if connector.metrics is not None:
-        default = sqlalchemy.pool.AsyncAdaptedQueuePool if is_async else sqlalchemy.pool.QueuePool
-        options["poolclass"] = _metered(options.get("poolclass", default), connector.metrics)
+        options["poolclass"] = _metered(poolclass, connector.metrics)
     try:
         eng: Any = create(dialect, **hook, **options)
     except (TypeError, sqlalchemy.exc.ArgumentError) as exc:

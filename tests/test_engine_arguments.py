@@ -32,6 +32,8 @@ BAD = [
     ("pool_use_lifo", 1, "True or False"),
     ("echo_pool", "x", "None, True, False or 'debug'"),
     ("echo", "x", "None, True, False or 'debug'"),
+    ("poolclass", "QueuePool", "a subclass of sqlalchemy.pool.Pool"),
+    ("poolclass", dict, "a subclass of sqlalchemy.pool.Pool"),
 ]
 
 
