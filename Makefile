@@ -1,5 +1,5 @@
 # The two commands of the README, and the checks CI runs.
-.PHONY: setup demo test test-clock lint docs bed bench django-suite mutate
+.PHONY: setup demo test test-clock lint docs bed bench soak django-suite mutate
 
 VENV_PY := .venv/bin/python
 
@@ -31,6 +31,11 @@ bed: setup
 
 bench: setup
 	$(VENV_PY) -m benchmarks.run
+
+# The fleet soak: both example apps under gunicorn and uvicorn through rotation, expiry,
+# a partition, a writer flip and a killed worker (10 minutes; DURATION=seconds).
+soak: setup
+	$(VENV_PY) -m benchmarks.soak $(if $(DURATION),--duration $(DURATION))
 
 # Mutation testing of the security core on one held bed; not part of CI (about two hours).
 # MUTANTS='securedb.tls.*' limits it; results stay in mutants/ and a rerun tests only changes.

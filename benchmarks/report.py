@@ -44,6 +44,10 @@ def markdown(results: dict[str, Any], images: dict[str, str]) -> str:
         "How to run it and what each case measures: "
         "`benchmarks/README.md` in the repository.",
         "",
+        "The fleet soak (`make soak`: both example apps under gunicorn and uvicorn through "
+        "rotation, expiry, a partition, a writer flip and a killed worker) has its own page: "
+        "[soak.md](soak.md).",
+        "",
         f"Machine: {machine['platform']}, {machine['cpu_count']} CPUs "
         f"({machine['cpu']}), Python {machine['python']}.",
         "",

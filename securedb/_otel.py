@@ -11,6 +11,7 @@ docs/observability.md.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 import weakref
@@ -176,7 +177,7 @@ def _expiries(options: Any) -> Iterable[Any]:
 
     for cache, _ in list(_state.registry.entries.values()):
         value = cache._value
-        if value is not None:
+        if value is not None and math.isfinite(value.expires_at):  # a secret's does not
             attributes = {"securedb.credential.source": source_kind(cache.source)}
             attributes["securedb.credential.name"] = cache.source.name
             yield Observation(max(0.0, value.expires_at - cache._clock()), attributes)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import sys
 import threading
 import time
@@ -69,6 +70,8 @@ class Connector:
         self._topology: Topology | None = None
         self._failed_over_at: float | None = None  # until the next connection succeeds
         self._lock = threading.Lock()
+        # Per event loop and cache, the credential fetch running in a thread.
+        self._fetches: dict[tuple[asyncio.AbstractEventLoop, RefreshAheadCache], Any] = {}
         self._cache = _acquire(cfg)
         self._held: dict[Hashable, RefreshAheadCache] = {identity(cfg): self._cache}
         self._finalizer = weakref.finalize(
@@ -99,8 +102,10 @@ class Connector:
                 _release_all(self._held)
 
     def after_fork(self) -> None:
-        """A lock held by another thread at fork would never be released in the child."""
+        """A lock held by another thread at fork would never be released in the child,
+        nor a fetch running in the parent's loop end in it."""
         self._lock = threading.Lock()
+        self._fetches = {}
 
     @property
     def cache(self) -> RefreshAheadCache:
@@ -366,12 +371,29 @@ class Connector:
         """
         return await self._credential_async(self.cache)
 
-    @staticmethod
-    async def _credential_async(cache: RefreshAheadCache) -> Credential:
+    async def _credential_async(self, cache: RefreshAheadCache) -> Credential:
+        """The cached credential inline, else the one fetch in a thread that this loop's
+        tasks share: one executor thread per cache, not one per waiting task (the loop's
+        default executor keeps every thread it starts)."""
         value = cache.get_cached()
-        if value is None:
-            value = await asyncio.to_thread(cache.get)
-        return value
+        if value is not None:
+            return value
+        key = (asyncio.get_running_loop(), cache)
+        with self._lock:
+            fetch = self._fetches.get(key)
+            if fetch is None:
+                fetch = self._fetches[key] = asyncio.ensure_future(asyncio.to_thread(cache.get))
+                fetch.add_done_callback(functools.partial(self._fetched, key))
+        return await asyncio.shield(fetch)  # a cancelled waiter leaves the fetch to the others
+
+    def _fetched(
+        self, key: tuple[asyncio.AbstractEventLoop, RefreshAheadCache], fetch: Any
+    ) -> None:
+        with self._lock:
+            if self._fetches.get(key) is fetch:
+                del self._fetches[key]
+        if not fetch.cancelled():
+            fetch.exception()  # retrieved, even if every waiter was cancelled
 
     async def _config_async(self) -> Config:
         return self._resolve(await self.credential_async())

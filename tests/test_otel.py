@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import securedb
 from bed import postgres
 from bed.bed import Bed
+from securedb import _otel
 from securedb.config import Config
 from securedb.connector import Connector
 from tests.test_refresh_failing import Clock, Watched, no_aws_credentials
@@ -148,6 +149,23 @@ def test_a_refresh_that_keeps_failing(
         (source, ("securedb.outcome", "success")): 1,
         failure: 2,
     }
+
+
+def test_the_expiry_gauge_observes_only_credentials_that_expire(
+    bed: Bed, aws_env: dict[str, str]
+) -> None:
+    """A password (or a secret) has no expiry: an infinite observation would be dropped
+    by the SDK with a warning at every collection, so it is not made."""
+    password = f"postgresql://app_user:{postgres.APP_PASSWORD}@localhost:{bed.primary.port}/app"
+    with (
+        Connector(Config.from_url(password, ca_bundle=str(bed.pki.ca))) as static,
+        Connector(Config.from_url(iam_url(bed), auth="iam", ca_bundle=str(bed.pki.ca))) as iam,
+    ):
+        static.connect().close()
+        iam.connect().close()
+        observed = list(_otel._expiries(None))
+    assert {o.attributes["securedb.credential.source"] for o in observed} == {"iam"}
+    assert all(0 < o.value <= 900 for o in observed)
 
 
 def test_a_writer_flip_records_retries_and_the_recovery(bed: Bed) -> None:

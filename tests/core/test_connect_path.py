@@ -525,3 +525,50 @@ def test_a_cached_credential_is_used_inline(setup: Any, monkeypatch: pytest.Monk
     monkeypatch.setattr(connector.asyncio, "to_thread", to_thread)
     assert asyncio.run(conn.credential_async()) is cached
     assert calls == []
+
+
+def test_waiting_tasks_share_one_fetch_thread() -> None:
+    """Tasks that find no credential await one fetch in one thread between them.
+
+    Each used to wait in a thread of its own, and the loop's default executor keeps every
+    thread it starts: the fleet soak (benchmarks/soak) saw uvicorn workers' threads creep
+    up to the executor's size after bursts of new connections (a rotation's refusals).
+    """
+    import asyncio
+    import threading
+
+    release = threading.Event()
+    fetched: list[int] = []
+
+    class Slow:
+        name = "secret 'rds/slow'"
+
+        def fetch(self, rejected: Credential | None = None) -> Credential:
+            fetched.append(threading.get_ident())
+            release.wait(5)
+            return Credential("app", "rotated", version="v2")
+
+    conn = Connector(Config.from_url(secret_id="rds/slow", refresh="lazy"))
+    try:
+        conn.cache.source = Slow()
+        getters: list[int] = []
+        original = conn.cache.get
+
+        def get() -> Credential:
+            getters.append(threading.get_ident())
+            return original()
+
+        conn.cache.get = get  # type: ignore[method-assign]
+
+        async def main() -> list[Credential]:
+            waiting = [asyncio.create_task(conn.credential_async()) for _ in range(20)]
+            await asyncio.sleep(0.1)  # every task is waiting now
+            release.set()
+            return await asyncio.gather(*waiting)
+
+        values = asyncio.run(main())
+    finally:
+        conn.close()
+    assert {v.version for v in values} == {"v2"}
+    assert len(fetched) == 1
+    assert len(getters) == 1  # one thread waited, not twenty
