@@ -17,7 +17,6 @@ from typing import Any
 
 from benchmarks import harness
 from benchmarks.cases_pooling import select_one
-from benchmarks.cases_startup import child_run, interleave_runs
 from benchmarks.context import Ctx, pinned
 from benchmarks.harness import Contender, Scale
 
@@ -119,10 +118,8 @@ def otel_cost(ctx: Ctx, scale: Scale) -> dict[str, Any]:
         )
     with pinned(ctx.bed) as placement:
         harness.interleave(contenders, dataclasses.replace(scale, rounds=scale.fresh_rounds))
-    imports = import_contenders()
-    interleave_runs(imports, scale)
     recorded = waits_recorded(reader)
-    rows = harness.results(contenders) + harness.results(imports)
+    rows = harness.results(contenders)
     limits = {r["name"]: QUERY_LIMIT if "SELECT" in r["name"] else CHECKOUT_LIMIT for r in rows}
     ours = [r for r in rows if r["name"].endswith(WITH)]
     met = recorded > 0 and all(harness.ok(r) and r["ratio"] <= limits[r["name"]] for r in ours)
@@ -130,10 +127,10 @@ def otel_cost(ctx: Ctx, scale: Scale) -> dict[str, Any]:
     control = max((r["ratio"] or 0 for r in rows if r["name"].endswith(CONTROL)), default=0)
     worst_query = max((r["ratio"] or 0 for r in ours if "SELECT" in r["name"]), default=0)
     return {
-        "title": "OpenTelemetry's cost: pool checkout and per query, with the SDK and without",
+        "title": "OpenTelemetry's cost per checkout and per query",
         "unit": "ns per call",
         "target": f"with the SDK: checkout ≤ {CHECKOUT_LIMIT}×, per query ≤ {QUERY_LIMIT}× "
-        "the same pool without the API; import unchanged",
+        "the same pool without the API (import: see the import case)",
         "met": met,
         "verdict": f"checkout worst {worst_checkout:.3f}× (the SDK's two records alone: "
         f"{control:.3f}×), per query worst {worst_query:.3f}×; {recorded} waits recorded",
@@ -147,8 +144,7 @@ def otel_cost(ctx: Ctx, scale: Scale) -> dict[str, Any]:
         f"closed outside the timing). Placement: {placement}. The control is the pool "
         "without the API, each checkout followed by two records on an SDK histogram with "
         "the same attribute: the price of the conventions' wait and use time in the SDK "
-        "alone. The API-without-SDK rows use the API's no-op provider. The import rows "
-        "are fresh interpreters, with `opentelemetry` importable and blocked.",
+        "alone. The API-without-SDK rows use the API's no-op provider.",
     }
 
 
@@ -187,16 +183,6 @@ def give_back(pair: tuple[Any, Any]) -> None:
     target, conn = pair
     conn.close() if hasattr(target, "dispose") else target.putconn(conn)
     close(target)
-
-
-def import_contenders() -> list[Contender]:
-    blocked = "import sys\nsys.modules['opentelemetry'] = None\n"
-    body = "import securedb\nresult = securedb.__name__"
-    without = f"import securedb, {WITHOUT}"
-    return [
-        Contender(without, child_run(blocked + body, {}), baseline=without),
-        Contender("import securedb, API installed", child_run(body, {}), without, True),
-    ]
 
 
 def waits_recorded(reader: Any) -> int:
