@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bed import held, names, pam
+from bed import held, names, pam, procs
 from bed.bed import Bed, can_start
 from bed.procs import BedError
 
@@ -68,7 +68,7 @@ def bed(request: pytest.FixtureRequest) -> Iterator[Bed]:
     yield started
     pids = [p.proc.pid for p in _parts(started) if p.proc is not None]
     started.stop()
-    leftovers = [pid for pid in pids if _alive(pid)]
+    leftovers = [pid for pid in pids if procs.alive(pid)]
     assert not leftovers, f"bed processes left running: {leftovers}"
     assert not any(path.exists() for path in started.pam_files), "PAM files left in /etc/pam.d"
     assert not (pam.SHARED / f"{started.run_id}.json").exists()
@@ -121,14 +121,6 @@ BED_START = pytest.StashKey[float]()
 def _parts(bed: Bed) -> list:  # type: ignore[type-arg]
     servers = [bed.primary, bed.replica, bed.mariadb, bed.proxy_password, bed.proxy_iam, bed.moto]
     return servers + (list(bed.aurora_cluster.nodes.values()) if bed.aurora_cluster else [])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.hookimpl(wrapper=True)

@@ -163,9 +163,12 @@ def test_the_expiry_gauge_observes_only_credentials_that_expire(
     ):
         static.connect().close()
         iam.connect().close()
-        observed = list(_otel._expiries(None))
-    assert {o.attributes["securedb.credential.source"] for o in observed} == {"iam"}
-    assert all(0 < o.value <= 900 for o in observed)
+        observed = {
+            o.attributes["securedb.credential.name"]: o.value for o in _otel._expiries(None)
+        }
+        password_name, token_name = static.cache.source.name, iam.cache.source.name
+    assert password_name not in observed
+    assert 0 < observed[token_name] <= 900, observed
 
 
 def test_a_writer_flip_records_retries_and_the_recovery(bed: Bed) -> None:

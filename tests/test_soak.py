@@ -10,11 +10,11 @@ paid, and those are not leaks. The 10-minute run judges it (docs/benchmarks/soak
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from bed import procs
 from bed.bed import Bed
 from benchmarks.soak import analysis, report, runner
 
@@ -25,7 +25,7 @@ DURATION = 90.0
 
 def test_fleet_soak(bed: Bed, tmp_path: Path) -> None:
     raw = runner.run(bed, DURATION, tmp_path)
-    left = [pid for pid in raw["masters"].values() if _alive(pid)]
+    left = [pid for pid in raw["masters"].values() if procs.alive(pid)]
     assert left == [], f"app servers left running: {left}"
     s = analysis.summarize(raw)
     about = {"command": "pytest tests/test_soak.py", "date": "", "machine": ""}
@@ -50,11 +50,3 @@ def test_fleet_soak(bed: Bed, tmp_path: Path) -> None:
     assert s["slowest_exit_s"] <= 5.0, s["exits"]
     rss = [f"{w['app']} {w['pid']}: {w['rss_kib_growth'] * 100:+.1f} %" for w in s["workers"]]
     print(f"\nsoak: {s['requests']} requests, RSS growth of the floor: {', '.join(rss)}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

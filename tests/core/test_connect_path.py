@@ -562,7 +562,7 @@ def test_waiting_tasks_share_one_fetch_thread() -> None:
 
         async def main() -> list[Credential]:
             waiting = [asyncio.create_task(conn.credential_async()) for _ in range(20)]
-            await asyncio.sleep(0.1)  # every task is waiting now
+            await asyncio.sleep(0)  # one turn of the loop: every task has started and waits
             release.set()
             return await asyncio.gather(*waiting)
 
