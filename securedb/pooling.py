@@ -216,7 +216,10 @@ ASYNCPG_POOL_OPTIONS = frozenset(
 
 
 def _pool_counts(pool: Any) -> tuple[int, int]:
-    """A psycopg pool's idle and used connections (those being made count as used)."""
+    """A psycopg pool's idle and used connections (those being made count as used).
+    A closed pool has none, though psycopg_pool still counts the connections it closed."""
+    if pool.closed:
+        return 0, 0
     stats = pool.get_stats()
     return stats["pool_available"], stats["pool_size"] - stats["pool_available"]
 

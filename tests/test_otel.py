@@ -359,6 +359,25 @@ def test_pool_metrics_under_the_conventions_names(bed: Bed, kind: str) -> None:
     assert totals("db.client.connection.create_time")[attributes] >= 1
 
 
+@pytest.mark.parametrize("kind", ["engine", "pool", "async_engine", "async_pool", "asyncpg"])
+def test_a_closed_pool_counts_no_connection(bed: Bed, kind: str) -> None:
+    """Closed but not yet collected, a pool no longer adds to its name's counts (psycopg_pool
+    still reports the connections it closed as its size)."""
+    fwd = bed.forwarder(("127.0.0.1", bed.primary.port))
+    url = f"postgresql://app_user:{postgres.APP_PASSWORD}@localhost:{fwd.port}/app"
+    name = "orders" if kind in ("engine", "pool") else f"localhost:{fwd.port}/app"
+
+    async def scenario() -> tuple[Pool, dict[str, int]]:
+        async with one_connection_pool(kind, url, str(bed.pki.ca)) as pool:
+            await pool.put(await pool.get())
+            open_counts = by_state(name)
+        return pool, open_counts
+
+    pool, open_counts = asyncio.run(scenario())
+    assert open_counts == {"idle": 1, "used": 0}
+    assert by_state(name) == {"idle": 0, "used": 0}, pool.target  # still referenced
+
+
 def test_driver_instrumentation_still_traces_queries(bed: Bed) -> None:
     """opentelemetry-instrumentation-psycopg on securedb's connections: a span per query
     from `connect`, `engine` and `pool` alike (securedb adds none of its own)."""
