@@ -325,13 +325,19 @@ def pending(name: str) -> int:
     return int(point.value)
 
 
+def url_and_name(bed: Bed, kind: str) -> tuple[str, str]:
+    """A URL through a forwarder of this test's own, and the pool's name in the metrics:
+    the one given to an engine or a psycopg pool, else the URL's ``host:port/dbname``."""
+    fwd = bed.forwarder(("127.0.0.1", bed.primary.port))
+    url = f"postgresql://app_user:{postgres.APP_PASSWORD}@localhost:{fwd.port}/app"
+    return url, "orders" if kind in ("engine", "pool") else f"localhost:{fwd.port}/app"
+
+
 @pytest.mark.parametrize("kind", ["engine", "pool", "async_engine", "async_pool", "asyncpg"])
 def test_pool_metrics_under_the_conventions_names(bed: Bed, kind: str) -> None:
     """One connection held, a second request waiting for it, then one timing out: the
     counts by state, the pending request, and the times and timeout, for every kind."""
-    fwd = bed.forwarder(("127.0.0.1", bed.primary.port))  # a pool name of this test's own
-    url = f"postgresql://app_user:{postgres.APP_PASSWORD}@localhost:{fwd.port}/app"
-    name = "orders" if kind in ("engine", "pool") else f"localhost:{fwd.port}/app"
+    url, name = url_and_name(bed, kind)
 
     async def scenario() -> tuple[dict[str, int], int, dict[str, int], int]:
         async with one_connection_pool(kind, url, str(bed.pki.ca)) as pool:
@@ -363,9 +369,7 @@ def test_pool_metrics_under_the_conventions_names(bed: Bed, kind: str) -> None:
 def test_a_closed_pool_counts_no_connection(bed: Bed, kind: str) -> None:
     """Closed but not yet collected, a pool no longer adds to its name's counts (psycopg_pool
     still reports the connections it closed as its size)."""
-    fwd = bed.forwarder(("127.0.0.1", bed.primary.port))
-    url = f"postgresql://app_user:{postgres.APP_PASSWORD}@localhost:{fwd.port}/app"
-    name = "orders" if kind in ("engine", "pool") else f"localhost:{fwd.port}/app"
+    url, name = url_and_name(bed, kind)
 
     async def scenario() -> tuple[Pool, dict[str, int]]:
         async with one_connection_pool(kind, url, str(bed.pki.ca)) as pool:
